@@ -1,0 +1,310 @@
+/* SPDX-License-Identifier: (GPL-2.0 WITH Linux-syscall-note) OR BSD-2-Clause */
+/*
+ * multistack.h - the user/kernel ABI of multistack.ko (/dev/multistack).
+ *
+ * This header is the single source of truth for the structures, ioctl
+ * numbers, statistics indices and errno meanings.  It is included by the
+ * kernel module, by the Python cffi extension and by test programs.  It is
+ * changed only additively: new ioctls, new constants, reserved bytes turned
+ * into fields (with MS_ABI_VERSION unchanged as long as zero keeps the old
+ * meaning).
+ *
+ * Conventions
+ *   - All integers are fixed width; multi-byte integers are in host byte
+ *     order, EXCEPT addresses, which are raw network-order bytes
+ *     (IPv4 in addr[0..3], addr[4..15] zero; IPv6 in addr[0..15]).
+ *   - Every request struct starts with `version` (must be MS_ABI_VERSION)
+ *     and `flags` (must be 0 unless a flag is documented), and ends with
+ *     reserved bytes that must be zero.  Otherwise: EINVAL.
+ *   - Interface names are NUL-terminated within MS_IFNAMSIZ bytes
+ *     (EINVAL otherwise).
+ *
+ * Life of a port
+ *   1. (admin, once) fd = open("/dev/multistack"); ioctl(fd, MS_IOC_ATTACH,
+ *      {ifname}).  Needs CAP_NET_ADMIN in the caller's network namespace;
+ *      the interface is looked up in the caller's network namespace.  The
+ *      attachment survives the close of that fd and lasts until
+ *      MS_IOC_DETACH, the interface being unregistered (deleted or moved to
+ *      another namespace), or rmmod.
+ *   2. fd = open("/dev/multistack", O_RDWR); ioctl(fd, MS_IOC_PORT_BIND,
+ *      &ms_port_req) binds this fd to a new port on an attached interface
+ *      (again looked up in the caller's namespace).  The kernel fills in
+ *      mem_size.  One fd = at most one port.
+ *   3. mem = mmap(NULL, mem_size, PROT_READ|PROT_WRITE, MAP_SHARED, fd, 0).
+ *      Length must be exactly mem_size and offset 0 (EINVAL otherwise).
+ *   4. ioctl(fd, MS_IOC_REGISTER, &ms_reg_req) for every 3-tuple, proving
+ *      ownership with a socket bound to it.
+ *   5. RX: poll(fd, POLLIN) / MS_IOC_RXSYNC, read slots [head, tail) of the
+ *      RX ring, advance head (and cur) past the consumed slots.
+ *      TX: fill slots [head, tail) of the TX ring, advance head (and cur),
+ *      MS_IOC_TXSYNC (or poll with POLLOUT, which also performs a TX sync).
+ *   6. close(fd) (or process death): every registration is dropped (and the
+ *      socket references released), the memory freed after munmap.
+ *
+ * Ioctls (magic MS_IOC_MAGIC = 0xB7)
+ *   MS_IOC_ATTACH     _IOW  struct ms_if_req   attach to ifname
+ *   MS_IOC_DETACH     _IOW  struct ms_if_req   detach from ifname (ports on
+ *                                              it become dead, see ENXIO)
+ *   MS_IOC_PORT_BIND  _IOWR struct ms_port_req make this fd a port
+ *   MS_IOC_REGISTER   _IOW  struct ms_reg_req  claim a 3-tuple
+ *   MS_IOC_UNREGISTER _IOW  struct ms_reg_req  release a 3-tuple (sockfd
+ *                                              ignored, must be -1 or any)
+ *   MS_IOC_TXSYNC     _IO                      validate+send TX slots
+ *                                              [hwcur, head); reclaim space
+ *                                              (tail = head - 1 mod n)
+ *   MS_IOC_RXSYNC     _IO                      take user's RX head, publish
+ *                                              received slots (move tail)
+ *   MS_IOC_STATS      _IOWR struct ms_stats    counters (see below)
+ *   MS_IOC_INFO       _IOWR struct ms_port_req on a port fd: read back the
+ *                                              port's parameters
+ *
+ * Errno table
+ *   EINVAL          malformed request: bad version, nonzero flags or
+ *                   reserved bytes, unterminated ifname, slot count not a
+ *                   power of two within [MS_MIN_SLOTS, MS_MAX_SLOTS],
+ *                   buf_size not a multiple of 64 within
+ *                   [MS_MIN_BUF_SIZE, MS_MAX_BUF_SIZE] or smaller than the
+ *                   interface's MTU + 18, total memory > MS_MAX_MEM,
+ *                   IPv4 addr with nonzero addr[4..15], port 0, or a
+ *                   multicast/unspecified address; mmap with wrong length /
+ *                   offset / without MAP_SHARED; MS_IOC_PORT_BIND on an fd
+ *                   that already is a port.
+ *   EPERM           ATTACH/DETACH without CAP_NET_ADMIN in the caller's
+ *                   network namespace.
+ *   ENODEV          no interface of that name in the caller's namespace
+ *                   (ATTACH/DETACH/PORT_BIND/STATS by name); or the
+ *                   interface is not Ethernet (ATTACH).
+ *   EEXIST          ATTACH: interface already attached to MultiStack.
+ *   EBUSY           ATTACH: interface already has another rx_handler
+ *                   (bridge, bond, macvlan, ...).
+ *   ENOENT          DETACH/PORT_BIND/STATS by name: interface not attached;
+ *                   UNREGISTER: tuple not registered to this port.
+ *   ENOTCONN        port ioctl (REGISTER, UNREGISTER, *SYNC, INFO) or mmap
+ *                   on an fd that is not bound to a port.
+ *   ENXIO           the port's interface vanished or was detached (the
+ *                   port is dead; only close() is useful; poll returns
+ *                   POLLERR).
+ *   EAFNOSUPPORT    REGISTER: family is not MS_FAMILY_INET/MS_FAMILY_INET6.
+ *   EPROTONOSUPPORT REGISTER: proto is not MS_PROTO_TCP/MS_PROTO_UDP.
+ *   EBADF           REGISTER: sockfd is not an open descriptor of the caller.
+ *   ENOTSOCK        REGISTER: sockfd is not a socket.
+ *   EPROTOTYPE      REGISTER: the socket's family, type or protocol differ
+ *                   from the request (TCP needs SOCK_STREAM/IPPROTO_TCP,
+ *                   UDP needs SOCK_DGRAM/IPPROTO_UDP).
+ *   EACCES          REGISTER: the socket is not bound to that port on that
+ *                   address or the wildcard (includes unbound sockets and
+ *                   sockets of another network namespace).
+ *   EADDRNOTAVAIL   REGISTER: the address is not configured on the port's
+ *                   interface (IPv6: also while still tentative/DAD).
+ *   EADDRINUSE      REGISTER: the 3-tuple is already registered on this
+ *                   interface (by any port, this one included).
+ *   ENOSPC          REGISTER: port already holds MS_MAX_REGS tuples.
+ *   ENOMEM          allocation failure.
+ *   ENETDOWN        TXSYNC: interface is down (slots are consumed and
+ *                   counted as MS_STAT_TX_ERROR).
+ *   EFAULT          bad user pointer.
+ *   ENOTTY          unknown ioctl.
+ *
+ * Shared memory layout (all offsets in bytes; the whole area is mem_size)
+ *   0                       struct ms_netmap_if (MS_IF_SIZE bytes region)
+ *   if + ring_ofs[0]        TX ring: struct ms_netmap_ring, slots at +256
+ *   if + ring_ofs[1]        RX ring: struct ms_netmap_ring, slots at +256
+ *   ring + buf_ofs          buffer pool base for that ring.  Buffer i is
+ *                           at ring + buf_ofs + i * nr_buf_size.  The pool is
+ *                           shared by both rings: indices 0..tx_slots-1 are
+ *                           initially in the TX ring, tx_slots ..
+ *                           tx_slots+rx_slots-1 in the RX ring.  User space
+ *                           may swap buf_idx values between slots it owns
+ *                           (any index < tx_slots + rx_slots is valid);
+ *                           the kernel re-checks every index it uses.
+ *   Ring headers and the pool start on page boundaries.
+ *
+ * Ring protocol (netmap semantics, one TX and one RX ring per port)
+ *   User space owns the slots [head, tail) of each ring; the kernel owns the
+ *   rest.  One slot is always left empty (a ring of n slots carries at most
+ *   n - 1 frames).  `cur` is informational (kept equal to head is fine).
+ *   The kernel writes head/cur/tail only at bind time; afterwards it writes
+ *   only `tail` (and reads `head`), and only inside MS_IOC_TXSYNC,
+ *   MS_IOC_RXSYNC and poll().
+ *   TX: initially head = cur = 0, tail = n - 1.  Put a frame in the buffer
+ *       of slot[head], set slot.len, advance head.  TXSYNC validates and
+ *       sends every slot from the previous head to the new head, then sets
+ *       tail = head - 1 (mod n): all space is reclaimed at once.  A slot's
+ *       len must be a whole Ethernet frame without FCS.  slot.flags and
+ *       slot.ptr are ignored on TX.
+ *   RX: initially head = cur = tail = 0.  RXSYNC/poll record the user's
+ *       head (freeing the slots before it) and publish tail; frames are in
+ *       slots [head, tail): whole Ethernet frames (from the destination
+ *       MAC, no FCS), slot.len bytes, slot.flags = 0.
+ *   A head outside the ring, or one that moves backwards / past tail, makes
+ *   the sync return EINVAL without changing anything.
+ *
+ * Statistics (MS_IOC_STATS): counters[] are indexed by MS_STAT_*.  On a
+ *   port fd the request's ifname must be empty: port[] holds that port's
+ *   counters, iface[] those of its interface.  On an unbound fd, ifname
+ *   names an attached interface in the caller's namespace: iface[] is
+ *   filled and port[] is zero.  Counters are monotonic u64.
+ *   Also readable as text in /proc/net/multistack (per network namespace).
+ *
+ * RX classification (see multistack_classify.h): a frame is looked up only
+ *   if it is untagged Ethernet carrying IPv4/IPv6 + TCP/UDP with correct
+ *   lengths and IPv4 header checksum.  802.1Q-tagged frames, IPv4/IPv6
+ *   fragments, other protocols and malformed frames are passed to the OS
+ *   stack untouched (counted).  L4 checksums are not verified by the kernel.
+ */
+#ifndef _UAPI_MULTISTACK_H
+#define _UAPI_MULTISTACK_H
+
+#include <linux/types.h>
+#include <linux/ioctl.h>
+
+#define MS_ABI_VERSION		1
+#define MS_DEVICE_PATH		"/dev/multistack"
+#define MS_IFNAMSIZ		16
+
+/* bounds */
+#define MS_MIN_SLOTS		8
+#define MS_MAX_SLOTS		4096
+#define MS_DEFAULT_SLOTS	1024
+#define MS_MIN_BUF_SIZE		256
+#define MS_MAX_BUF_SIZE		16384
+#define MS_DEFAULT_BUF_SIZE	2048
+#define MS_MAX_MEM		(64 * 1024 * 1024)
+#define MS_MAX_REGS		1024
+
+/* families and protocols (numerically equal to AF_* / IPPROTO_*) */
+#define MS_FAMILY_INET		2
+#define MS_FAMILY_INET6		10
+#define MS_PROTO_TCP		6
+#define MS_PROTO_UDP		17
+
+/* attach / detach */
+struct ms_if_req {
+	__u32 version;			/* MS_ABI_VERSION */
+	__u32 flags;			/* 0 */
+	char ifname[MS_IFNAMSIZ];
+	__u8 reserved[24];		/* 0 */
+};					/* 48 bytes */
+
+/* port bind / info */
+struct ms_port_req {
+	__u32 version;			/* MS_ABI_VERSION */
+	__u32 flags;			/* 0 */
+	char ifname[MS_IFNAMSIZ];	/* in */
+	__u32 tx_slots;			/* in: power of two, or 0 = default */
+	__u32 rx_slots;			/* in: power of two, or 0 = default */
+	__u32 buf_size;			/* in: multiple of 64, or 0 = default */
+	__u32 mem_size;			/* out: exact mmap length */
+	__u32 ifindex;			/* out */
+	__u32 port_id;			/* out: unique id, as in /proc */
+	__u8 reserved[32];		/* 0 */
+};					/* 80 bytes */
+
+/* register / unregister a 3-tuple */
+struct ms_reg_req {
+	__u32 version;			/* MS_ABI_VERSION */
+	__u32 flags;			/* 0 */
+	__u8 family;			/* MS_FAMILY_INET / MS_FAMILY_INET6 */
+	__u8 proto;			/* MS_PROTO_TCP / MS_PROTO_UDP */
+	__u16 port;			/* host byte order, != 0 */
+	__s32 sockfd;			/* proof of ownership (REGISTER) */
+	__u8 addr[16];			/* network byte order */
+	__u8 reserved[16];		/* 0 */
+};					/* 48 bytes */
+
+/* statistics indices */
+#define MS_STAT_RX_DELIVERED	0	/* frames put in an RX ring */
+#define MS_STAT_RX_BYTES	1	/* bytes of those frames */
+#define MS_STAT_RX_PASSED	2	/* frames handed to the OS (iface) */
+#define MS_STAT_RX_DROP_FULL	3	/* matched, RX ring full: dropped */
+#define MS_STAT_RX_DROP_SIZE	4	/* matched, larger than buf_size */
+#define MS_STAT_RX_MALFORMED	5	/* malformed IP: passed to the OS */
+#define MS_STAT_RX_FRAGMENT	6	/* IP fragment: passed to the OS */
+#define MS_STAT_RX_VLAN		7	/* 802.1Q tagged: passed to the OS */
+#define MS_STAT_TX_SENT		8	/* frames given to dev_queue_xmit */
+#define MS_STAT_TX_BYTES	9
+#define MS_STAT_TX_REJ_NOT_OWNED 10	/* source tuple registered nowhere */
+#define MS_STAT_TX_REJ_OTHER_PORT 11	/* source tuple owned by another port */
+#define MS_STAT_TX_REJ_BAD_MAC	12	/* Ethernet source != interface MAC */
+#define MS_STAT_TX_REJ_MALFORMED 13	/* not IPv4/IPv6 TCP/UDP, bad lengths */
+#define MS_STAT_TX_REJ_RUNT	14	/* len < MS_MIN_FRAME */
+#define MS_STAT_TX_REJ_OVERSIZE	15	/* len > MTU + 14 or > buf_size */
+#define MS_STAT_TX_REJ_BAD_SLOT	16	/* buf_idx out of range */
+#define MS_STAT_TX_REJ_FRAGMENT	17	/* IP fragment */
+#define MS_STAT_TX_ERROR	18	/* alloc failure, device down/error */
+#define MS_STAT_RX_NOT_IP	19	/* not IPv4/IPv6 TCP/UDP: passed */
+#define MS_STAT_MAX		32	/* size of the arrays below */
+
+#define MS_MIN_FRAME		(14 + 20 + 8)
+
+struct ms_stats {
+	__u32 version;			/* MS_ABI_VERSION */
+	__u32 flags;			/* 0 */
+	char ifname[MS_IFNAMSIZ];	/* in: "" on a port fd */
+	__u8 reserved[8];		/* 0 */
+	__u64 port[MS_STAT_MAX];	/* out */
+	__u64 iface[MS_STAT_MAX];	/* out */
+};					/* 544 bytes */
+
+/* ---- shared memory (netmap layout) ---- */
+
+#define MS_IF_SIZE		4096	/* region reserved for ms_netmap_if */
+#define MS_RING_SLOTS_OFS	256	/* slot array offset in a ring */
+
+struct ms_netmap_slot {
+	__u32 buf_idx;			/* buffer index in the pool */
+	__u16 len;			/* frame length in bytes */
+	__u16 flags;			/* 0 */
+	__u64 ptr;			/* unused, 0 */
+};					/* 16 bytes */
+
+struct ms_netmap_ring {
+	__s64 buf_ofs;			/* 0: pool base relative to this ring */
+	__u32 num_slots;		/* 8 */
+	__u32 nr_buf_size;		/* 12 */
+	__u16 ringid;			/* 16: 0 */
+	__u16 dir;			/* 18: MS_RING_TX / MS_RING_RX */
+	__u32 head;			/* 20: first slot owned by user space */
+	__u32 cur;			/* 24: wakeup point, informational */
+	__u32 tail;			/* 28: first slot owned by the kernel */
+	__u32 flags;			/* 32: 0 */
+	__u32 reserved0;		/* 36 */
+	__u64 ts_sec;			/* 40: time of last sync */
+	__u64 ts_usec;			/* 48 */
+	__u8 reserved1[200];		/* 56 .. 255 */
+	/* struct ms_netmap_slot slot[num_slots] at offset 256 */
+};					/* 256 bytes */
+
+#define MS_RING_TX		0
+#define MS_RING_RX		1
+
+struct ms_netmap_if {
+	char ni_name[MS_IFNAMSIZ];	/* 0: interface name */
+	__u32 ni_version;		/* 16: MS_ABI_VERSION */
+	__u32 ni_flags;			/* 20: 0 */
+	__u32 ni_tx_rings;		/* 24: 1 */
+	__u32 ni_rx_rings;		/* 28: 1 */
+	__u32 ni_bufs_head;		/* 32: 0 */
+	__u32 ni_host_tx_rings;		/* 36: 0 */
+	__u32 ni_host_rx_rings;		/* 40: 0 */
+	__u32 ni_mem_size;		/* 44: whole area (= mem_size) */
+	__s64 ring_ofs[2];		/* 48: [0] TX ring, [1] RX ring,
+					 *     relative to this header */
+	__u32 ni_nbufs;			/* 64: buffers in the pool */
+	__u32 ni_buf_size;		/* 68: bytes per buffer */
+	__u8 reserved[56];		/* 72 .. 127 */
+};					/* 128 bytes */
+
+/* ---- ioctls ---- */
+#define MS_IOC_MAGIC		0xB7
+#define MS_IOC_ATTACH		_IOW(MS_IOC_MAGIC, 1, struct ms_if_req)
+#define MS_IOC_DETACH		_IOW(MS_IOC_MAGIC, 2, struct ms_if_req)
+#define MS_IOC_PORT_BIND	_IOWR(MS_IOC_MAGIC, 3, struct ms_port_req)
+#define MS_IOC_REGISTER		_IOW(MS_IOC_MAGIC, 4, struct ms_reg_req)
+#define MS_IOC_UNREGISTER	_IOW(MS_IOC_MAGIC, 5, struct ms_reg_req)
+#define MS_IOC_TXSYNC		_IO(MS_IOC_MAGIC, 6)
+#define MS_IOC_RXSYNC		_IO(MS_IOC_MAGIC, 7)
+#define MS_IOC_STATS		_IOWR(MS_IOC_MAGIC, 8, struct ms_stats)
+#define MS_IOC_INFO		_IOWR(MS_IOC_MAGIC, 9, struct ms_port_req)
+
+#endif /* _UAPI_MULTISTACK_H */

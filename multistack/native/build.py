@@ -1,0 +1,33 @@
+"""cffi API-mode build of ``multistack._native``.
+
+Each concern adds its own files to this folder, so no single file is a
+merge point: every ``*.h`` is included, every ``*.c`` compiled and every
+``*.cdef`` declared (in sorted order).  The kernel module's headers are on
+the include path because the classifier and the ABI are shared with it.
+"""
+
+from pathlib import Path
+
+from cffi import FFI
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+KMOD_INCLUDE = ROOT / "kmod" / "include"
+
+
+def _sorted(pattern: str) -> list[Path]:
+    return sorted(HERE.glob(pattern))
+
+
+ffibuilder = FFI()
+ffibuilder.cdef("\n".join(p.read_text() for p in _sorted("*.cdef")))
+ffibuilder.set_source(
+    "multistack._native",
+    "\n".join(f'#include "{p.name}"' for p in _sorted("*.h")),
+    sources=[str(p.relative_to(ROOT)) for p in _sorted("*.c")],
+    include_dirs=[str(HERE), str(KMOD_INCLUDE), str(KMOD_INCLUDE / "uapi")],
+    extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11"],
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)
