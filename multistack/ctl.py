@@ -60,7 +60,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print JSON")
     parser = _Parser(prog="multistack-ctl", parents=[common],
                      description="Inspect interfaces and the MultiStack kernel module.")
-    parser.set_defaults(json=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     sub.add_parser("version", parents=[common], help="print versions").set_defaults(func=cmd_version)
@@ -78,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        args.json = getattr(args, "json", False)
         return args.func(args)
     except (CtlError, MultiStackError) as exc:
         print(f"multistack-ctl: {exc}", file=sys.stderr)
