@@ -1,0 +1,1 @@
+"""User-level network stacks that run on a MultiStack ``Port``."""

@@ -1,0 +1,276 @@
+"""TCP segments (RFC 9293) with the options UTCP uses.
+
+Options: MSS (RFC 9293), window scale and timestamps (RFC 7323), SACK-permitted
+and SACK (RFC 2018), NOP and EOL.  Unknown options are skipped by their length;
+a length byte that is missing, below 2, past the options area or wrong for a
+known option makes the segment malformed.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+
+from ._buffer import byte_view
+from .checksum import transport_checksum, transport_checksum_ok
+from .errors import MalformedPacket
+
+PROTOCOL = 6
+HEADER_LEN = 20
+MAX_OPTIONS_LEN = 40
+
+_HEADER = struct.Struct("!HHIIBBHHH")
+_U16 = struct.Struct("!H")
+_TIMESTAMP = struct.Struct("!II")
+
+OPT_EOL = 0
+OPT_NOP = 1
+OPT_MSS = 2
+OPT_WINDOW_SCALE = 3
+OPT_SACK_PERMITTED = 4
+OPT_SACK = 5
+OPT_TIMESTAMP = 8
+
+
+class TcpFlags(enum.IntFlag):
+    FIN = 0x01
+    SYN = 0x02
+    RST = 0x04
+    PSH = 0x08
+    ACK = 0x10
+    URG = 0x20
+    ECE = 0x40
+    CWR = 0x80
+
+
+class TcpPacket:
+    """Length-checked view of a TCP segment in a buffer.
+
+    The constructor checks that the fixed header and the whole header the
+    data offset announces fit in the buffer; the accessors then read fields
+    without further checks.  Nothing is copied.
+    """
+
+    __slots__ = ("buffer", "header_len")
+
+    def __init__(self, data) -> None:
+        buf = byte_view(data)
+        if len(buf) < HEADER_LEN:
+            raise MalformedPacket(f"TCP: {len(buf)} bytes is shorter than the 20-byte header")
+        header_len = (buf[12] >> 4) * 4
+        if header_len < HEADER_LEN:
+            raise MalformedPacket(f"TCP: data offset {header_len // 4} is below the minimum of 5")
+        if header_len > len(buf):
+            raise MalformedPacket(
+                f"TCP: data offset {header_len // 4} ({header_len} bytes) is beyond the "
+                f"{len(buf)}-byte segment")
+        self.buffer = buf
+        self.header_len = header_len
+
+    def fields(self) -> tuple[int, int, int, int, int, int, int, int, int]:
+        """(src_port, dst_port, seq, ack, offset byte, flags, window, checksum, urgent)."""
+        return _HEADER.unpack_from(self.buffer)
+
+    @property
+    def src_port(self) -> int:
+        return _U16.unpack_from(self.buffer, 0)[0]
+
+    @property
+    def dst_port(self) -> int:
+        return _U16.unpack_from(self.buffer, 2)[0]
+
+    @property
+    def flags(self) -> TcpFlags:
+        return TcpFlags(self.buffer[13])
+
+    @property
+    def checksum(self) -> int:
+        return _U16.unpack_from(self.buffer, 16)[0]
+
+    @property
+    def options(self) -> memoryview:
+        return self.buffer[HEADER_LEN:self.header_len]
+
+    @property
+    def payload(self) -> memoryview:
+        return self.buffer[self.header_len:]
+
+
+def _parse_options(opts: memoryview):
+    """Decode the options area: (mss, window_scale, sack_permitted, sack_blocks, timestamp)."""
+    mss = window_scale = timestamp = None
+    sack_permitted = False
+    sack_blocks: tuple[tuple[int, int], ...] = ()
+    i = 0
+    n = len(opts)
+    while i < n:
+        kind = opts[i]
+        if kind == OPT_EOL:
+            break
+        if kind == OPT_NOP:
+            i += 1
+            continue
+        if i + 1 >= n:
+            raise MalformedPacket(f"TCP: option {kind} at offset {i} has no length byte")
+        length = opts[i + 1]
+        if length < 2:
+            raise MalformedPacket(f"TCP: option {kind} has length {length}, below 2")
+        end = i + length
+        if end > n:
+            raise MalformedPacket(
+                f"TCP: option {kind} of length {length} runs past the {n}-byte options area")
+        if kind == OPT_MSS:
+            if length != 4:
+                raise MalformedPacket(f"TCP: MSS option has length {length}, not 4")
+            mss = _U16.unpack_from(opts, i + 2)[0]
+        elif kind == OPT_WINDOW_SCALE:
+            if length != 3:
+                raise MalformedPacket(f"TCP: window scale option has length {length}, not 3")
+            window_scale = opts[i + 2]
+        elif kind == OPT_SACK_PERMITTED:
+            if length != 2:
+                raise MalformedPacket(f"TCP: SACK-permitted option has length {length}, not 2")
+            sack_permitted = True
+        elif kind == OPT_SACK:
+            if length < 10 or (length - 2) % 8:
+                raise MalformedPacket(
+                    f"TCP: SACK option has length {length}, not 2 + 8 × (1..4) blocks")
+            count = (length - 2) // 8
+            edges = struct.unpack_from(f"!{2 * count}I", opts, i + 2)
+            sack_blocks = tuple(zip(edges[0::2], edges[1::2]))
+        elif kind == OPT_TIMESTAMP:
+            if length != 10:
+                raise MalformedPacket(f"TCP: timestamp option has length {length}, not 10")
+            timestamp = _TIMESTAMP.unpack_from(opts, i + 2)
+        i = end
+    return mss, window_scale, sack_permitted, sack_blocks, timestamp
+
+
+@dataclass(frozen=True, slots=True)
+class TcpRepr:
+    """A TCP segment, header fields decoded.
+
+    ``window`` is the raw header field (unscaled).  ``window_scale`` is the
+    shift count as sent; RFC 7323 says a receiver treats values above 14
+    as 14, which is the socket's job, not the parser's.
+    """
+
+    src_port: int
+    dst_port: int
+    seq: int
+    ack: int
+    flags: TcpFlags
+    window: int
+    urgent: int = 0
+    mss: int | None = None
+    window_scale: int | None = None
+    sack_permitted: bool = False
+    sack_blocks: tuple[tuple[int, int], ...] = ()
+    timestamp: tuple[int, int] | None = None
+    payload: bytes = b""
+
+    @classmethod
+    def parse(cls, data, src: IPv4Address | IPv6Address, dst: IPv4Address | IPv6Address,
+              *, verify_checksum: bool = True) -> TcpRepr:
+        """Decode a whole segment (exactly the IP payload) sent from ``src`` to ``dst``.
+
+        Raises MalformedPacket on anything bad, including a wrong checksum
+        when ``verify_checksum`` is true.  The payload is copied out, so the
+        result stays valid after the buffer is reused.
+        """
+        packet = TcpPacket(data)
+        buf = packet.buffer
+        if verify_checksum and not transport_checksum_ok(src, dst, PROTOCOL, buf):
+            raise MalformedPacket("TCP: bad checksum")
+        src_port, dst_port, seq, ack, _, flags, window, _, urgent = _HEADER.unpack_from(buf)
+        header_len = packet.header_len
+        if header_len > HEADER_LEN:
+            mss, window_scale, sack_permitted, sack_blocks, timestamp = _parse_options(
+                buf[HEADER_LEN:header_len])
+        else:
+            mss = window_scale = timestamp = None
+            sack_permitted = False
+            sack_blocks = ()
+        return cls(src_port, dst_port, seq, ack, TcpFlags(flags), window, urgent, mss,
+                   window_scale, sack_permitted, sack_blocks, timestamp, bytes(buf[header_len:]))
+
+    @property
+    def options_len(self) -> int:
+        """Bytes of options :meth:`emit` writes (a multiple of 4)."""
+        n = 0
+        if self.mss is not None:
+            n += 4
+        if self.timestamp is not None:
+            n += 12  # SACK-permitted rides in the timestamp's two padding bytes
+        elif self.sack_permitted:
+            n += 4
+        if self.window_scale is not None:
+            n += 4
+        if self.sack_blocks:
+            n += 4 + 8 * len(self.sack_blocks)
+        return n
+
+    @property
+    def header_len(self) -> int:
+        return HEADER_LEN + self.options_len
+
+    @property
+    def segment_len(self) -> int:
+        """Sequence space the segment consumes: payload plus one each for SYN and FIN."""
+        flags = self.flags
+        return len(self.payload) + (1 if flags & TcpFlags.SYN else 0) + (1 if flags & TcpFlags.FIN else 0)
+
+    def _options(self) -> bytes:
+        # The layout Linux writes: MSS, SACK-permitted/timestamps, window scale,
+        # SACK blocks, each padded with NOPs to a 4-byte boundary.
+        parts = []
+        if self.mss is not None:
+            parts.append(struct.pack("!BBH", OPT_MSS, 4, self.mss))
+        if self.timestamp is not None:
+            lead = b"\x04\x02" if self.sack_permitted else b"\x01\x01"
+            parts.append(lead + struct.pack("!BBII", OPT_TIMESTAMP, 10, *self.timestamp))
+        elif self.sack_permitted:
+            parts.append(b"\x01\x01\x04\x02")
+        if self.window_scale is not None:
+            parts.append(struct.pack("!BBBB", OPT_NOP, OPT_WINDOW_SCALE, 3, self.window_scale))
+        if self.sack_blocks:
+            count = len(self.sack_blocks)
+            if count > 4:
+                raise ValueError(f"TCP: {count} SACK blocks; at most 4 fit")
+            edges = [edge for block in self.sack_blocks for edge in block]
+            if len(edges) != 2 * count:
+                raise ValueError("TCP: each SACK block is a (left, right) pair")
+            parts.append(struct.pack(f"!BBBB{2 * count}I", OPT_NOP, OPT_NOP, OPT_SACK,
+                                     2 + 8 * count, *edges))
+        options = b"".join(parts)
+        if len(options) > MAX_OPTIONS_LEN:
+            raise ValueError(f"TCP: options need {len(options)} bytes; at most 40 fit")
+        return options
+
+    def emit_into(self, buffer: bytearray | memoryview, offset: int,
+                  src: IPv4Address | IPv6Address, dst: IPv4Address | IPv6Address) -> int:
+        """Write the segment, checksum included, at ``buffer[offset:]``; return its length."""
+        try:
+            options = self._options()
+            header_len = HEADER_LEN + len(options)
+            end = offset + header_len + len(self.payload)
+            if end > len(buffer):
+                raise ValueError(f"TCP: segment needs {end - offset} bytes, buffer has "
+                                 f"{len(buffer) - offset}")
+            _HEADER.pack_into(buffer, offset, self.src_port, self.dst_port, self.seq, self.ack,
+                              (header_len // 4) << 4, self.flags, self.window, 0, self.urgent)
+        except struct.error as exc:
+            raise ValueError(f"TCP: field out of range: {exc}") from None
+        buffer[offset + HEADER_LEN:offset + header_len] = options
+        buffer[offset + header_len:end] = self.payload
+        segment = memoryview(buffer)[offset:end]
+        _U16.pack_into(buffer, offset + 16, transport_checksum(src, dst, PROTOCOL, segment))
+        return end - offset
+
+    def emit(self, src: IPv4Address | IPv6Address, dst: IPv4Address | IPv6Address) -> bytes:
+        """The whole segment with its checksum over the pseudo-header of ``src``/``dst``."""
+        buffer = bytearray(self.header_len + len(self.payload))
+        self.emit_into(buffer, 0, src, dst)
+        return bytes(buffer)
