@@ -233,6 +233,7 @@ struct ms_reg_req {
 #define MS_STAT_TX_REJ_FRAGMENT	17	/* IP fragment */
 #define MS_STAT_TX_ERROR	18	/* alloc failure, device down/error */
 #define MS_STAT_RX_NOT_IP	19	/* not IPv4/IPv6 TCP/UDP: passed */
+#define MS_STAT_RX_DROP_BAD_SLOT 20	/* matched, RX slot buf_idx corrupt */
 #define MS_STAT_MAX		32	/* size of the arrays below */
 
 #define MS_MIN_FRAME		(14 + 20 + 8)

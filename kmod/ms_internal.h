@@ -1,0 +1,176 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * ms_internal.h - shared definitions of multistack.ko.
+ *
+ * Objects
+ *   ms_iface  one per attached net_device.  Lives on ms_ifaces while
+ *             attached; reference counted (kref) by the list and by every
+ *             port bound to it.  Owns the RCU hash table of registrations
+ *             and the per-CPU interface counters.
+ *   ms_port   one per /dev/multistack fd bound with MS_IOC_PORT_BIND.  Owns
+ *             the shared memory (vmalloc_user), the rings' kernel-side
+ *             indices and its registrations.  Freed in release() (last
+ *             reference of the file, so after every munmap).
+ *   ms_reg    one registered 3-tuple: in the iface hash table (RCU) and on
+ *             its port's list; holds a reference on the proving socket's
+ *             file until it is removed.
+ *
+ * Locking rules (outermost first)
+ *   rtnl_lock     every control-path mutation: ms_ifaces, iface->ports,
+ *                 port->regs, hash-table writers, iface->dev publication,
+ *                 port->dead.  Taken by the ioctls (process context), by
+ *                 release(), by /proc readers; held by the netdevice
+ *                 notifier.
+ *   port->tx_mutex  serialises TX sync (ioctl / poll, process context).
+ *   port->rx_lock   spinlock (BH) protecting the RX ring's kernel indices
+ *                 (rx_hwtail, rx_hwhead) and the RX slots/buffers writes;
+ *                 taken by the rx_handler (softirq) and by RX sync/poll.
+ *   RCU           the rx_handler (softirq, inside rcu_read_lock from the
+ *                 core) and TX validation read the hash table and
+ *                 iface->dev locklessly.  Writers remove with
+ *                 hlist_del_rcu and free only after synchronize_net().
+ *   Counters are per-CPU u64, updated with this_cpu_inc/add (safe in any
+ *   context), summed locklessly by readers.
+ */
+#ifndef MS_INTERNAL_H
+#define MS_INTERNAL_H
+
+#include <linux/types.h>
+#include <linux/list.h>
+#include <linux/kref.h>
+#include <linux/mutex.h>
+#include <linux/spinlock.h>
+#include <linux/wait.h>
+#include <linux/percpu.h>
+#include <linux/netdevice.h>
+#include <linux/rcupdate.h>
+#include <linux/pid.h>
+
+#include "include/uapi/multistack.h"
+
+#define MS_HASH_BITS	8
+#define MS_HASH_SIZE	(1U << MS_HASH_BITS)
+
+struct ms_pcpu_stats {
+	u64 c[MS_STAT_MAX];
+};
+
+/* hash key: 5 aligned u32 words for jhash2 */
+struct ms_key {
+	u8 addr[16];
+	u8 family;
+	u8 proto;
+	u16 port;		/* host order */
+} __aligned(4);
+
+struct ms_iface {
+	struct list_head node;			/* ms_ifaces, rtnl */
+	struct kref ref;
+	struct net_device __rcu *dev;		/* NULL once detached */
+	struct net_device *dev_held;		/* for dev_put, rtnl */
+	netdevice_tracker dev_tracker;
+	struct net *net;			/* no reference; valid while
+						 * attached */
+	int ifindex;
+	char name[IFNAMSIZ];
+	bool attached;				/* rtnl */
+	u32 seed;
+	struct list_head ports;			/* rtnl */
+	struct ms_pcpu_stats __percpu *stats;
+	struct hlist_head table[MS_HASH_SIZE];	/* RCU; writers rtnl */
+};
+
+struct ms_port {
+	struct ms_iface *iface;			/* holds a kref */
+	struct list_head node;			/* iface->ports, rtnl */
+	struct list_head regs;			/* ms_reg.pnode, rtnl */
+	u32 nregs;				/* rtnl */
+	u32 id;
+	struct pid *pid;
+	bool dead;				/* WRITE_ONCE under rtnl */
+
+	void *mem;
+	u32 mem_size;
+	u32 tx_slots, rx_slots, buf_size, nbufs;
+	struct ms_netmap_if *nifp;
+	struct ms_netmap_ring *tx;
+	struct ms_netmap_ring *rx;
+	u8 *pool;
+
+	struct mutex tx_mutex;
+	u32 tx_hwcur;				/* tx_mutex */
+
+	spinlock_t rx_lock;
+	u32 rx_hwtail;				/* next slot to fill */
+	u32 rx_hwhead;				/* user head seen at last sync */
+	u32 rx_pubtail;				/* tail published to the user */
+
+	wait_queue_head_t wq;
+	struct ms_pcpu_stats __percpu *stats;
+};
+
+struct ms_reg {
+	struct hlist_node hnode;		/* iface->table, RCU */
+	struct list_head pnode;			/* port->regs, rtnl */
+	struct ms_key key;
+	struct ms_port *port;
+	struct file *sock_file;			/* reference held */
+};
+
+/* per-file state: the port, published once under rtnl */
+struct ms_file {
+	struct ms_port *port;
+};
+
+extern struct list_head ms_ifaces;
+
+static inline struct ms_netmap_slot *ms_slot(struct ms_netmap_ring *r,
+					     u32 i)
+{
+	return (struct ms_netmap_slot *)((u8 *)r + MS_RING_SLOTS_OFS) + i;
+}
+
+static inline void ms_stat_inc(struct ms_pcpu_stats __percpu *s, int idx)
+{
+	this_cpu_inc(s->c[idx]);
+}
+
+static inline void ms_stat_add(struct ms_pcpu_stats __percpu *s, int idx,
+			       u64 v)
+{
+	this_cpu_add(s->c[idx], v);
+}
+
+/* ms_main.c */
+void ms_iface_put(struct ms_iface *iface);
+struct ms_iface *ms_iface_find_rtnl(struct net *net, const char *name);
+
+/* ms_port.c */
+int ms_port_bind(struct ms_file *mf, struct ms_port_req *req);
+void ms_port_release(struct ms_port *port);
+void ms_port_fill_info(struct ms_port *port, struct ms_port_req *req);
+int ms_port_mmap(struct ms_port *port, struct vm_area_struct *vma);
+int ms_port_rxsync(struct ms_port *port);
+__poll_t ms_port_poll_mask(struct ms_port *port, __poll_t events);
+
+/* ms_table.c */
+struct ms_reg *ms_table_lookup(struct ms_iface *iface,
+			       const struct ms_key *key);
+int ms_register(struct ms_port *port, const struct ms_reg_req *req);
+int ms_unregister(struct ms_port *port, const struct ms_reg_req *req);
+void ms_port_unhash_all(struct ms_port *port, struct list_head *out);
+void ms_regs_free(struct list_head *list);
+
+/* ms_rx.c */
+rx_handler_result_t ms_rx_handler(struct sk_buff **pskb);
+
+/* ms_tx.c */
+int ms_port_txsync(struct ms_port *port);
+
+/* ms_stats.c */
+void ms_stats_sum(struct ms_pcpu_stats __percpu *s, u64 *out);
+int ms_stats_ioctl(struct ms_file *mf, struct ms_stats *st);
+int ms_proc_init_net(struct net *net);
+void ms_proc_exit_net(struct net *net);
+
+#endif /* MS_INTERNAL_H */

@@ -1,0 +1,279 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * ms_port.c - ports: shared memory layout, mmap, RX sync, poll, release.
+ *
+ * Context and locking (see ms_internal.h):
+ *   ms_port_bind       process context; takes rtnl.
+ *   ms_port_release    process context (file release); takes rtnl, then
+ *                      waits for an RCU grace period before freeing.
+ *   ms_port_mmap       process context (mmap_lock held by the caller).
+ *   ms_port_rxsync     process context; takes port->rx_lock (BH).
+ *   ms_port_poll_mask  process context; RX sync + TX sync.
+ *
+ * Memory: one vmalloc_user() area per port, mapped whole by mmap():
+ *   [0, MS_IF_SIZE) netmap_if | TX ring | RX ring | buffer pool
+ * every part page aligned.  The kernel never trusts anything it reads back
+ * from this area: head and buf_idx are range-checked at every use.
+ */
+#include <linux/kernel.h>
+#include <linux/slab.h>
+#include <linux/vmalloc.h>
+#include <linux/mm.h>
+#include <linux/poll.h>
+#include <linux/rtnetlink.h>
+#include <linux/sched.h>
+#include <linux/ktime.h>
+#include <linux/log2.h>
+
+#include "ms_internal.h"
+
+static atomic_t ms_port_ids = ATOMIC_INIT(0);
+
+static size_t ms_ring_bytes(u32 slots)
+{
+	return PAGE_ALIGN(MS_RING_SLOTS_OFS +
+			  (size_t)slots * sizeof(struct ms_netmap_slot));
+}
+
+static bool ms_slots_ok(u32 n)
+{
+	return n >= MS_MIN_SLOTS && n <= MS_MAX_SLOTS && is_power_of_2(n);
+}
+
+static void ms_ring_init(struct ms_netmap_ring *ring, s64 buf_ofs, u32 slots,
+			 u32 buf_size, u16 dir, u32 first_buf)
+{
+	u32 i;
+
+	ring->buf_ofs = buf_ofs;
+	ring->num_slots = slots;
+	ring->nr_buf_size = buf_size;
+	ring->dir = dir;
+	ring->head = 0;
+	ring->cur = 0;
+	ring->tail = dir == MS_RING_TX ? slots - 1 : 0;
+	for (i = 0; i < slots; i++)
+		ms_slot(ring, i)->buf_idx = first_buf + i;
+}
+
+/* Validates the request, allocates and lays out the port's memory. */
+static int ms_port_alloc_mem(struct ms_port *port, struct ms_port_req *req,
+			     unsigned int mtu)
+{
+	size_t tx_ofs, rx_ofs, pool_ofs, total;
+	u32 tx = req->tx_slots ?: MS_DEFAULT_SLOTS;
+	u32 rx = req->rx_slots ?: MS_DEFAULT_SLOTS;
+	u32 bs = req->buf_size;
+	u32 min_bs = ALIGN(mtu + 18, 64);
+
+	if (!bs)
+		bs = max_t(u32, MS_DEFAULT_BUF_SIZE, min_bs);
+	if (!ms_slots_ok(tx) || !ms_slots_ok(rx) || bs % 64 ||
+	    bs < MS_MIN_BUF_SIZE || bs > MS_MAX_BUF_SIZE || bs < min_bs)
+		return -EINVAL;
+
+	tx_ofs = MS_IF_SIZE;
+	rx_ofs = tx_ofs + ms_ring_bytes(tx);
+	pool_ofs = rx_ofs + ms_ring_bytes(rx);
+	total = pool_ofs + PAGE_ALIGN((size_t)(tx + rx) * bs);
+	if (total > MS_MAX_MEM)
+		return -EINVAL;
+
+	port->mem = vmalloc_user(total);	/* zeroed */
+	if (!port->mem)
+		return -ENOMEM;
+	port->mem_size = total;
+	port->tx_slots = tx;
+	port->rx_slots = rx;
+	port->buf_size = bs;
+	port->nbufs = tx + rx;
+	port->nifp = port->mem;
+	port->tx = port->mem + tx_ofs;
+	port->rx = port->mem + rx_ofs;
+	port->pool = port->mem + pool_ofs;
+
+	ms_ring_init(port->tx, (s64)pool_ofs - (s64)tx_ofs, tx, bs,
+		     MS_RING_TX, 0);
+	ms_ring_init(port->rx, (s64)pool_ofs - (s64)rx_ofs, rx, bs,
+		     MS_RING_RX, tx);
+	port->nifp->ni_version = MS_ABI_VERSION;
+	port->nifp->ni_tx_rings = 1;
+	port->nifp->ni_rx_rings = 1;
+	port->nifp->ni_mem_size = total;
+	port->nifp->ring_ofs[0] = tx_ofs;
+	port->nifp->ring_ofs[1] = rx_ofs;
+	port->nifp->ni_nbufs = tx + rx;
+	port->nifp->ni_buf_size = bs;
+	return 0;
+}
+
+void ms_port_fill_info(struct ms_port *port, struct ms_port_req *req)
+{
+	strscpy(req->ifname, port->iface->name, sizeof(req->ifname));
+	req->tx_slots = port->tx_slots;
+	req->rx_slots = port->rx_slots;
+	req->buf_size = port->buf_size;
+	req->mem_size = port->mem_size;
+	req->ifindex = port->iface->ifindex;
+	req->port_id = port->id;
+}
+
+int ms_port_bind(struct ms_file *mf, struct ms_port_req *req)
+{
+	struct net *net = current->nsproxy->net_ns;
+	struct ms_iface *iface;
+	struct net_device *dev;
+	struct ms_port *port;
+	int err;
+
+	port = kzalloc(sizeof(*port), GFP_KERNEL);
+	if (!port)
+		return -ENOMEM;
+	port->stats = alloc_percpu(struct ms_pcpu_stats);
+	if (!port->stats) {
+		err = -ENOMEM;
+		goto err_free_port;
+	}
+	INIT_LIST_HEAD(&port->regs);
+	INIT_LIST_HEAD(&port->node);
+	mutex_init(&port->tx_mutex);
+	spin_lock_init(&port->rx_lock);
+	init_waitqueue_head(&port->wq);
+
+	rtnl_lock();
+	if (mf->port) {
+		err = -EINVAL;
+		goto err_unlock;
+	}
+	dev = __dev_get_by_name(net, req->ifname);
+	if (!dev) {
+		err = -ENODEV;
+		goto err_unlock;
+	}
+	iface = ms_iface_find_rtnl(net, req->ifname);
+	if (!iface) {
+		err = -ENOENT;
+		goto err_unlock;
+	}
+	err = ms_port_alloc_mem(port, req, READ_ONCE(dev->mtu));
+	if (err)
+		goto err_unlock;
+	strscpy(port->nifp->ni_name, iface->name, sizeof(port->nifp->ni_name));
+	kref_get(&iface->ref);
+	port->iface = iface;
+	port->id = (u32)atomic_inc_return(&ms_port_ids);
+	port->pid = get_task_pid(current, PIDTYPE_TGID);
+	list_add_tail(&port->node, &iface->ports);
+	smp_store_release(&mf->port, port);
+	rtnl_unlock();
+	ms_port_fill_info(port, req);
+	return 0;
+
+err_unlock:
+	rtnl_unlock();
+	free_percpu(port->stats);
+err_free_port:
+	kfree(port);
+	return err;
+}
+
+/* Last reference of the file is gone: no ioctl, poll or mapping remains. */
+void ms_port_release(struct ms_port *port)
+{
+	LIST_HEAD(regs);
+
+	rtnl_lock();
+	ms_port_unhash_all(port, &regs);
+	list_del(&port->node);
+	rtnl_unlock();
+	synchronize_net();	/* rx_handler / TX no longer see our tuples */
+	ms_regs_free(&regs);
+	ms_iface_put(port->iface);
+	put_pid(port->pid);
+	vfree(port->mem);
+	free_percpu(port->stats);
+	mutex_destroy(&port->tx_mutex);
+	kfree(port);
+}
+
+int ms_port_mmap(struct ms_port *port, struct vm_area_struct *vma)
+{
+	if (vma->vm_pgoff != 0 ||
+	    vma->vm_end - vma->vm_start != port->mem_size ||
+	    !(vma->vm_flags & VM_SHARED))
+		return -EINVAL;
+	return remap_vmalloc_range(vma, port->mem, 0);
+}
+
+static void ms_ring_stamp(struct ms_netmap_ring *ring)
+{
+	struct timespec64 ts;
+
+	ktime_get_real_ts64(&ts);
+	WRITE_ONCE(ring->ts_sec, ts.tv_sec);
+	WRITE_ONCE(ring->ts_usec, ts.tv_nsec / NSEC_PER_USEC);
+}
+
+/*
+ * RX sync: accept the user's head (slots before it are free again) and
+ * publish every filled slot by moving tail.  Returns the number of slots
+ * now owned by user space, or -EINVAL for a bogus head.
+ */
+static int ms_rxsync_locked(struct ms_port *port)
+{
+	struct ms_netmap_ring *ring = port->rx;
+	u32 n = port->rx_slots;
+	u32 head = READ_ONCE(ring->head);
+
+	lockdep_assert_held(&port->rx_lock);
+	if (head >= n ||
+	    ((head - port->rx_hwhead) & (n - 1)) >
+	    ((port->rx_pubtail - port->rx_hwhead) & (n - 1)))
+		return -EINVAL;
+	port->rx_hwhead = head;
+	if (port->rx_pubtail != port->rx_hwtail) {
+		port->rx_pubtail = port->rx_hwtail;
+		/* slot contents before the index */
+		smp_store_release(&ring->tail, port->rx_pubtail);
+	}
+	return (port->rx_pubtail - head) & (n - 1);
+}
+
+int ms_port_rxsync(struct ms_port *port)
+{
+	int ret;
+
+	if (READ_ONCE(port->dead))
+		return -ENXIO;
+	spin_lock_bh(&port->rx_lock);
+	ret = ms_rxsync_locked(port);
+	spin_unlock_bh(&port->rx_lock);
+	if (ret >= 0)
+		ms_ring_stamp(port->rx);
+	return ret < 0 ? ret : 0;
+}
+
+__poll_t ms_port_poll_mask(struct ms_port *port, __poll_t events)
+{
+	__poll_t mask = 0;
+	int avail;
+
+	if (READ_ONCE(port->dead))
+		return EPOLLERR;
+	if (events & (EPOLLIN | EPOLLRDNORM)) {
+		spin_lock_bh(&port->rx_lock);
+		avail = ms_rxsync_locked(port);
+		spin_unlock_bh(&port->rx_lock);
+		if (avail < 0)
+			return EPOLLERR;
+		if (avail > 0)
+			mask |= EPOLLIN | EPOLLRDNORM;
+	}
+	if (events & (EPOLLOUT | EPOLLWRNORM)) {
+		/* sending is synchronous: after a TX sync the ring is free */
+		if (ms_port_txsync(port) == -EINVAL)
+			return EPOLLERR;
+		mask |= EPOLLOUT | EPOLLWRNORM;
+	}
+	return mask;
+}

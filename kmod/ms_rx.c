@@ -1,0 +1,225 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * ms_rx.c - the rx_handler: demultiplex received frames to ports.
+ *
+ * Context: softirq (NAPI / netif_receive_skb), inside the core's
+ * rcu_read_lock; never sleeps.  Reads the iface (rx_handler_data) and its
+ * hash table under RCU; writes a port's RX ring under port->rx_lock
+ * (spin_lock, BH already disabled here).
+ *
+ * Policy
+ *   - Frames with a VLAN tag (hardware-accelerated or left in-band by the
+ *     core), frames not addressed to this host (PACKET_OTHERHOST), non-IP
+ *     and non-TCP/UDP frames, IP fragments and malformed frames are passed
+ *     to the OS stack untouched (RX_HANDLER_PASS) and counted.
+ *   - A well-formed TCP/UDP frame whose destination tuple is registered
+ *     is copied whole (from the Ethernet header) into the owning port's RX
+ *     ring and consumed.  Ring full, frame larger than the port's buffers
+ *     or a corrupted slot: dropped, counted, consumed.
+ *   - GSO (GRO-merged) frames are segmented first, so a port always sees
+ *     wire-sized frames.
+ *   - A frame with CHECKSUM_PARTIAL (e.g. from a local veth peer) gets its
+ *     L4 checksum completed in the copy, so the port always sees a valid
+ *     checksum.
+ */
+#include <linux/kernel.h>
+#include <linux/skbuff.h>
+#include <linux/netdevice.h>
+#include <linux/if_ether.h>
+#include <linux/if_vlan.h>
+#include <linux/udp.h>
+#include <net/checksum.h>
+
+#include "ms_internal.h"
+#include "include/multistack_classify.h"
+
+/* Copies one frame into the port's RX ring; returns true if delivered. */
+static bool ms_rx_deliver(struct ms_port *port, struct sk_buff *skb)
+{
+	u32 len = skb->len + ETH_HLEN;
+	struct ms_netmap_slot *slot;
+	u32 n = port->rx_slots;
+	u32 idx;
+	u8 *buf;
+	int stat = -1;
+
+	if (len > port->buf_size) {
+		ms_stat_inc(port->stats, MS_STAT_RX_DROP_SIZE);
+		ms_stat_inc(port->iface->stats, MS_STAT_RX_DROP_SIZE);
+		return false;
+	}
+
+	spin_lock(&port->rx_lock);
+	if (((port->rx_hwhead - port->rx_hwtail - 1) & (n - 1)) == 0) {
+		stat = MS_STAT_RX_DROP_FULL;
+		goto unlock;
+	}
+	slot = ms_slot(port->rx, port->rx_hwtail);
+	idx = READ_ONCE(slot->buf_idx);
+	if (idx >= port->nbufs) {
+		stat = MS_STAT_RX_DROP_BAD_SLOT;
+		goto unlock;
+	}
+	buf = port->pool + (size_t)idx * port->buf_size;
+	memcpy(buf, skb_mac_header(skb), ETH_HLEN);
+	if (skb_copy_bits(skb, 0, buf + ETH_HLEN, skb->len)) {
+		stat = MS_STAT_RX_MALFORMED;
+		goto unlock;
+	}
+	if (skb->ip_summed == CHECKSUM_PARTIAL) {
+		/* csum_start is relative to skb->head, the copy starts at
+		 * the MAC header */
+		int start = skb_checksum_start_offset(skb) + ETH_HLEN;
+		int off = start + skb->csum_offset;
+
+		if (start >= ETH_HLEN && off + 2 <= (int)len) {
+			__wsum csum = csum_partial(buf + start, len - start, 0);
+
+			*(__sum16 *)(buf + off) = csum_fold(csum);
+			if (!*(__sum16 *)(buf + off) &&
+			    skb->csum_offset == offsetof(struct udphdr, check))
+				*(__sum16 *)(buf + off) = CSUM_MANGLED_0;
+		}
+	}
+	WRITE_ONCE(slot->len, (u16)len);
+	WRITE_ONCE(slot->flags, 0);
+	port->rx_hwtail = (port->rx_hwtail + 1) & (n - 1);
+unlock:
+	spin_unlock(&port->rx_lock);
+	if (stat >= 0) {
+		ms_stat_inc(port->stats, stat);
+		ms_stat_inc(port->iface->stats, stat);
+		return false;
+	}
+	ms_stat_inc(port->stats, MS_STAT_RX_DELIVERED);
+	ms_stat_add(port->stats, MS_STAT_RX_BYTES, len);
+	ms_stat_inc(port->iface->stats, MS_STAT_RX_DELIVERED);
+	ms_stat_add(port->iface->stats, MS_STAT_RX_BYTES, len);
+	return true;
+}
+
+/*
+ * Classifies the frame; returns the owning port (RCU) or NULL, in which
+ * case *stat says why it goes to the OS.
+ */
+static struct ms_port *ms_rx_match(struct ms_iface *iface, struct sk_buff *skb,
+				   int *stat)
+{
+	u8 hdr[MS_CLS_HDR_MAX];
+	struct ms_cls_result cls;
+	struct ms_reg *reg;
+	struct ms_key key;
+	u32 avail;
+	int v;
+
+	*stat = MS_STAT_RX_PASSED;
+	if (skb_vlan_tag_present(skb)) {
+		*stat = MS_STAT_RX_VLAN;
+		return NULL;
+	}
+	if (skb->pkt_type == PACKET_OTHERHOST)
+		return NULL;
+	if (skb->protocol != htons(ETH_P_IP) &&
+	    skb->protocol != htons(ETH_P_IPV6)) {
+		*stat = MS_STAT_RX_NOT_IP;
+		return NULL;
+	}
+	if (!skb_mac_header_was_set(skb) ||
+	    skb_network_offset(skb) != 0 ||
+	    skb->data - skb_mac_header(skb) != ETH_HLEN) {
+		*stat = MS_STAT_RX_NOT_IP;
+		return NULL;
+	}
+
+	/* contiguous copy of the first headers: Ethernet + up to 242 bytes */
+	memcpy(hdr, skb_mac_header(skb), ETH_HLEN);
+	avail = min_t(u32, skb->len, sizeof(hdr) - ETH_HLEN);
+	if (skb_copy_bits(skb, 0, hdr + ETH_HLEN, avail)) {
+		*stat = MS_STAT_RX_MALFORMED;
+		return NULL;
+	}
+	v = ms_classify_partial(hdr, avail + ETH_HLEN, skb->len + ETH_HLEN, 0,
+				&cls);
+	if (v != MS_CLS_OK) {
+		if (MS_CLS_IS_MALFORMED(v))
+			*stat = MS_STAT_RX_MALFORMED;
+		else if (v == MS_CLS_FRAGMENT)
+			*stat = MS_STAT_RX_FRAGMENT;
+		else if (v == MS_CLS_VLAN)
+			*stat = MS_STAT_RX_VLAN;
+		else
+			*stat = MS_STAT_RX_NOT_IP;
+		return NULL;
+	}
+	memset(&key, 0, sizeof(key));
+	memcpy(key.addr, cls.dst_addr, 16);
+	key.family = cls.family;
+	key.proto = cls.proto;
+	key.port = cls.dst_port;
+	reg = ms_table_lookup(iface, &key);
+	if (!reg)
+		return NULL;
+	return reg->port;
+}
+
+/* Segments a GSO frame and delivers every segment; consumes skb. */
+static void ms_rx_gso(struct ms_port *port, struct sk_buff *skb)
+{
+	struct sk_buff *segs, *seg, *next;
+	bool any = false;
+
+	skb = skb_share_check(skb, GFP_ATOMIC);
+	if (!skb)
+		return;
+	__skb_push(skb, ETH_HLEN);
+	segs = skb_gso_segment(skb, 0);
+	if (IS_ERR_OR_NULL(segs)) {
+		ms_stat_inc(port->stats, MS_STAT_RX_DROP_SIZE);
+		ms_stat_inc(port->iface->stats, MS_STAT_RX_DROP_SIZE);
+		kfree_skb(skb);
+		return;
+	}
+	consume_skb(skb);
+	skb_list_walk_safe(segs, seg, next) {
+		skb_mark_not_on_list(seg);
+		skb_reset_mac_header(seg);
+		__skb_pull(seg, ETH_HLEN);
+		if (ms_rx_deliver(port, seg)) {
+			any = true;
+			consume_skb(seg);
+		} else {
+			kfree_skb(seg);
+		}
+	}
+	if (any)
+		wake_up_interruptible(&port->wq);
+}
+
+rx_handler_result_t ms_rx_handler(struct sk_buff **pskb)
+{
+	struct sk_buff *skb = *pskb;
+	struct ms_iface *iface = rcu_dereference(skb->dev->rx_handler_data);
+	struct ms_port *port;
+	int stat;
+
+	if (unlikely(!iface))
+		return RX_HANDLER_PASS;
+	port = ms_rx_match(iface, skb, &stat);
+	if (!port) {
+		ms_stat_inc(iface->stats, stat);
+		if (stat != MS_STAT_RX_PASSED)
+			ms_stat_inc(iface->stats, MS_STAT_RX_PASSED);
+		return RX_HANDLER_PASS;
+	}
+	if (skb_is_gso(skb)) {
+		ms_rx_gso(port, skb);
+		return RX_HANDLER_CONSUMED;
+	}
+	if (ms_rx_deliver(port, skb)) {
+		consume_skb(skb);
+		wake_up_interruptible(&port->wq);
+	} else {
+		kfree_skb(skb);
+	}
+	return RX_HANDLER_CONSUMED;
+}

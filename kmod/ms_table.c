@@ -1,0 +1,249 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * ms_table.c - the per-interface RCU hash of registered 3-tuples and the
+ * register / unregister ioctls (proof of ownership by socket).
+ *
+ * Context and locking (see ms_internal.h):
+ *   ms_table_lookup    any context inside rcu_read_lock (softirq RX path,
+ *                      TX sync); or with rtnl held.
+ *   ms_register, ms_unregister  process context; take rtnl.
+ *   ms_port_unhash_all rtnl held; moves the port's registrations to `out`
+ *                      after hlist_del_rcu; the caller must wait for a
+ *                      grace period (synchronize_net) and then call
+ *                      ms_regs_free (process context, may fput).
+ *
+ * The table is keyed by (family, proto, addr, port) hashed with jhash2 and
+ * a per-interface random seed.
+ */
+#include <linux/kernel.h>
+#include <linux/slab.h>
+#include <linux/jhash.h>
+#include <linux/net.h>
+#include <linux/file.h>
+#include <linux/inetdevice.h>
+#include <linux/rtnetlink.h>
+#include <linux/in.h>
+#include <linux/in6.h>
+#include <net/sock.h>
+#include <net/inet_sock.h>
+#include <net/ipv6.h>
+#include <net/addrconf.h>
+
+#include "ms_internal.h"
+
+static u32 ms_key_hash(const struct ms_iface *iface, const struct ms_key *key)
+{
+	return jhash2((const u32 *)key, sizeof(*key) / sizeof(u32),
+		      iface->seed) & (MS_HASH_SIZE - 1);
+}
+
+static bool ms_key_eq(const struct ms_key *a, const struct ms_key *b)
+{
+	return !memcmp(a, b, sizeof(*a));
+}
+
+struct ms_reg *ms_table_lookup(struct ms_iface *iface,
+			       const struct ms_key *key)
+{
+	struct hlist_head *head = &iface->table[ms_key_hash(iface, key)];
+	struct ms_reg *reg;
+
+	hlist_for_each_entry_rcu(reg, head, hnode, lockdep_rtnl_is_held())
+		if (ms_key_eq(&reg->key, key))
+			return reg;
+	return NULL;
+}
+
+/* Checks and converts a request's tuple; 0 or a negative errno. */
+static int ms_req_key(const struct ms_reg_req *req, struct ms_key *key)
+{
+	memset(key, 0, sizeof(*key));
+	if (req->family != MS_FAMILY_INET && req->family != MS_FAMILY_INET6)
+		return -EAFNOSUPPORT;
+	if (req->proto != MS_PROTO_TCP && req->proto != MS_PROTO_UDP)
+		return -EPROTONOSUPPORT;
+	if (!req->port)
+		return -EINVAL;
+	if (req->family == MS_FAMILY_INET) {
+		__be32 a;
+
+		if (memchr_inv(req->addr + 4, 0, 12))
+			return -EINVAL;
+		memcpy(&a, req->addr, 4);
+		if (ipv4_is_zeronet(a) || ipv4_is_multicast(a) ||
+		    ipv4_is_lbcast(a))
+			return -EINVAL;
+	} else {
+		struct in6_addr a;
+		int t;
+
+		memcpy(&a, req->addr, 16);
+		t = ipv6_addr_type(&a);
+		if (t == IPV6_ADDR_ANY || (t & IPV6_ADDR_MULTICAST) ||
+		    (t & IPV6_ADDR_MAPPED))
+			return -EINVAL;
+	}
+	memcpy(key->addr, req->addr, 16);
+	key->family = req->family;
+	key->proto = req->proto;
+	key->port = req->port;
+	return 0;
+}
+
+/* Is the socket bound to key's port on key's address or the wildcard? */
+static int ms_check_socket(struct socket *sock, const struct ms_key *key,
+			   struct net *net)
+{
+	struct sock *sk = sock->sk;
+	int type = key->proto == MS_PROTO_TCP ? SOCK_STREAM : SOCK_DGRAM;
+
+	if (!sk || sk->sk_family != key->family || sock->type != type ||
+	    sk->sk_protocol != key->proto)
+		return -EPROTOTYPE;
+	if (!net_eq(sock_net(sk), net))
+		return -EACCES;
+	if (READ_ONCE(inet_sk(sk)->inet_num) != key->port)
+		return -EACCES;
+	if (key->family == MS_FAMILY_INET) {
+		__be32 bound = READ_ONCE(sk->sk_rcv_saddr);
+
+		if (bound != htonl(INADDR_ANY) && memcmp(&bound, key->addr, 4))
+			return -EACCES;
+	} else {
+		struct in6_addr bound = sk->sk_v6_rcv_saddr;
+
+		if (!ipv6_addr_any(&bound) && memcmp(&bound, key->addr, 16))
+			return -EACCES;
+	}
+	return 0;
+}
+
+/* rtnl held: is the address configured on dev? */
+static bool ms_addr_on_dev(struct net_device *dev, const struct ms_key *key)
+{
+	if (key->family == MS_FAMILY_INET) {
+		struct in_device *in_dev = __in_dev_get_rtnl(dev);
+		const struct in_ifaddr *ifa;
+		__be32 a;
+
+		if (!in_dev)
+			return false;
+		memcpy(&a, key->addr, 4);
+		in_dev_for_each_ifa_rtnl(ifa, in_dev)
+			if (ifa->ifa_local == a)
+				return true;
+		return false;
+	}
+	return ipv6_chk_addr(dev_net(dev), (const struct in6_addr *)key->addr,
+			     dev, 1);
+}
+
+int ms_register(struct ms_port *port, const struct ms_reg_req *req)
+{
+	struct ms_iface *iface = port->iface;
+	struct net_device *dev;
+	struct socket *sock;
+	struct ms_reg *reg;
+	struct ms_key key;
+	int err;
+
+	err = ms_req_key(req, &key);
+	if (err)
+		return err;
+	sock = sockfd_lookup(req->sockfd, &err);
+	if (!sock)
+		return err;		/* -EBADF or -ENOTSOCK */
+	reg = kzalloc(sizeof(*reg), GFP_KERNEL);
+	if (!reg) {
+		err = -ENOMEM;
+		goto err_put_sock;
+	}
+
+	rtnl_lock();
+	dev = rtnl_dereference(iface->dev);
+	if (READ_ONCE(port->dead) || !dev) {
+		err = -ENXIO;
+		goto err_unlock;
+	}
+	err = ms_check_socket(sock, &key, dev_net(dev));
+	if (err)
+		goto err_unlock;
+	if (!ms_addr_on_dev(dev, &key)) {
+		err = -EADDRNOTAVAIL;
+		goto err_unlock;
+	}
+	if (ms_table_lookup(iface, &key)) {
+		err = -EADDRINUSE;
+		goto err_unlock;
+	}
+	if (port->nregs >= MS_MAX_REGS) {
+		err = -ENOSPC;
+		goto err_unlock;
+	}
+	reg->key = key;
+	reg->port = port;
+	reg->sock_file = sock->file;	/* keeps sockfd_lookup's reference */
+	list_add_tail(&reg->pnode, &port->regs);
+	port->nregs++;
+	hlist_add_head_rcu(&reg->hnode, &iface->table[ms_key_hash(iface, &key)]);
+	rtnl_unlock();
+	return 0;
+
+err_unlock:
+	rtnl_unlock();
+	kfree(reg);
+err_put_sock:
+	sockfd_put(sock);
+	return err;
+}
+
+int ms_unregister(struct ms_port *port, const struct ms_reg_req *req)
+{
+	struct ms_reg *reg;
+	struct ms_key key;
+	int err;
+
+	err = ms_req_key(req, &key);
+	if (err)
+		return err;
+	rtnl_lock();
+	if (READ_ONCE(port->dead)) {
+		rtnl_unlock();
+		return -ENXIO;
+	}
+	reg = ms_table_lookup(port->iface, &key);
+	if (!reg || reg->port != port) {
+		rtnl_unlock();
+		return -ENOENT;
+	}
+	hlist_del_rcu(&reg->hnode);
+	list_del(&reg->pnode);
+	port->nregs--;
+	rtnl_unlock();
+	synchronize_net();
+	fput(reg->sock_file);
+	kfree(reg);
+	return 0;
+}
+
+void ms_port_unhash_all(struct ms_port *port, struct list_head *out)
+{
+	struct ms_reg *reg;
+
+	ASSERT_RTNL();
+	list_for_each_entry(reg, &port->regs, pnode)
+		hlist_del_rcu(&reg->hnode);
+	list_splice_tail_init(&port->regs, out);
+	port->nregs = 0;
+}
+
+void ms_regs_free(struct list_head *list)
+{
+	struct ms_reg *reg, *tmp;
+
+	list_for_each_entry_safe(reg, tmp, list, pnode) {
+		list_del(&reg->pnode);
+		fput(reg->sock_file);
+		kfree(reg);
+	}
+}
