@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import itertools
 import json
 import os
 import struct
@@ -31,6 +32,8 @@ IFF_NO_PI = 0x1000
 IFNAMSIZ = 16
 ETHERNET_HEADER = 14
 VLAN_TAG = 4
+# What the tun driver answers once the device is detached (its namespace was deleted).
+_DEVICE_GONE = (errno.EBADFD, errno.ENODEV)
 
 
 class TapError(MultiStackError):
@@ -53,6 +56,14 @@ def ip(*args: str, netns: str | None = None, check: bool = True) -> str:
     if check and done.returncode != 0:
         raise TapError(f"`{' '.join(cmd)}` failed: {done.stderr.strip()}")
     return done.stdout
+
+
+_netns_counter = itertools.count()
+
+
+def unique_netns_name(prefix: str = "ms") -> str:
+    """A namespace name no other process on this machine picks (pid + counter)."""
+    return f"{prefix}{os.getpid()}-{next(_netns_counter)}"
 
 
 def create_netns(name: str) -> None:
@@ -125,7 +136,11 @@ class TapPort(Port):
             except BlockingIOError:
                 break
             except OSError as exc:
-                raise self._gone(exc) from exc
+                if exc.errno in _DEVICE_GONE:
+                    raise self._gone(exc) from exc
+                self._stats.rx_dropped += 1
+                self._count(f"rx_error_{errno.errorcode.get(exc.errno, exc.errno)}")
+                break
             batch.append(memoryview(frame))
             self._stats.rx_frames += 1
             self._stats.rx_bytes += len(frame)
@@ -155,8 +170,9 @@ class TapPort(Port):
                 except BlockingIOError:
                     break  # the device pushes back: keep the rest for the next sync
                 except OSError as exc:
-                    if exc.errno in (errno.EBADFD, errno.ENODEV, errno.EIO):
+                    if exc.errno in _DEVICE_GONE:
                         raise self._gone(exc) from exc
+                    # EIO: the device is down; EINVAL: the kernel refused the frame.
                     self._drop_tx(f"tx_error_{errno.errorcode.get(exc.errno, exc.errno)}")
                 else:
                     self._stats.tx_frames += 1
@@ -187,9 +203,12 @@ class TapPort(Port):
         if self._closed:
             raise PortClosedError(f"TAP port {self.name} is closed")
 
+    def _count(self, key: str) -> None:
+        self._stats.extra[key] = self._stats.extra.get(key, 0) + 1
+
     def _drop_tx(self, reason: str) -> None:
         self._stats.tx_dropped += 1
-        self._stats.extra[reason] = self._stats.extra.get(reason, 0) + 1
+        self._count(reason)
 
     def _gone(self, exc: OSError) -> PortClosedError:
         # The device went away (its namespace was deleted, say).
@@ -197,25 +216,31 @@ class TapPort(Port):
         return PortClosedError(f"TAP device {self.name} is gone: {exc.strerror}")
 
 
-def open_tap_in_netns(netns: str, addresses: Sequence[str], *, ifname: str | None = None,
+def open_tap_in_netns(netns: str, addresses: Sequence[str] = (), *, ifname: str | None = None,
                       mtu: int = 1500, mac: bytes | None = None) -> TapPort:
     """Create a TAP port whose kernel side sits in ``netns`` with ``addresses``.
 
     ``addresses`` are interface addresses such as ``"10.7.0.1/24"`` or
     ``"fd00:7::1/64"`` (IPv6 ones skip duplicate address detection, so they
-    are usable at once).  The namespace must exist.  Returns the port, with
-    ``netns`` and ``kernel_mac`` filled in.
+    are usable at once).  ``ifname`` names the kernel side inside the
+    namespace (default: the first free ``tapN`` there).  The namespace must
+    exist.  Returns the port, up, with ``name`` (the name inside the
+    namespace), ``netns`` and ``kernel_mac`` filled in.
     """
-    port = TapPort(ifname, mtu=mtu, mac=mac)
+    port = TapPort(mtu=mtu, mac=mac)
     try:
-        ip("link", "set", "dev", port.name, "netns", netns)
+        links = json.loads(ip("-j", "link", "show", netns=netns))
+        taken = {link["ifname"] for link in links}
+        inside = ifname or next(f"tap{i}" for i in range(len(taken) + 1) if f"tap{i}" not in taken)
+        ip("link", "set", "dev", port.name, "netns", netns, "name", inside)
+        port.name = inside
+        port.netns = netns
         for address in addresses:
             extra = ["nodad"] if ":" in address else []
-            ip("addr", "add", address, "dev", port.name, *extra, netns=netns)
-        ip("link", "set", "dev", port.name, "up", netns=netns)
-        info = json.loads(ip("-j", "link", "show", "dev", port.name, netns=netns))
+            ip("addr", "add", address, "dev", inside, *extra, netns=netns)
+        ip("link", "set", "dev", inside, "up", netns=netns)
+        info = json.loads(ip("-j", "link", "show", "dev", inside, netns=netns))
         port.kernel_mac = bytes.fromhex(info[0]["address"].replace(":", ""))
-        port.netns = netns
     except Exception:
         port.close()
         raise
