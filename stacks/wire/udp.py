@@ -1,0 +1,97 @@
+"""UDP datagrams (RFC 768), checksum over the IPv4 or IPv6 pseudo-header."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+
+from ._buffer import byte_view
+from .checksum import transport_checksum, transport_checksum_ok
+from .errors import MalformedPacket
+
+PROTOCOL = 17
+HEADER_LEN = 8
+
+_HEADER = struct.Struct("!HHHH")
+
+
+class UdpPacket:
+    """Length-checked view of a UDP datagram: 8 <= length field <= buffer.
+
+    Bytes past the length field are not part of the datagram.
+    """
+
+    __slots__ = ("buffer", "length")
+
+    def __init__(self, data) -> None:
+        buf = byte_view(data)
+        if len(buf) < HEADER_LEN:
+            raise MalformedPacket(f"UDP: {len(buf)} bytes is shorter than the 8-byte header")
+        length = _HEADER.unpack_from(buf)[2]
+        if length < HEADER_LEN:
+            raise MalformedPacket(f"UDP: length field {length} is below 8")
+        if length > len(buf):
+            raise MalformedPacket(f"UDP: length field {length} is beyond the {len(buf)}-byte buffer")
+        self.buffer = buf
+        self.length = length
+
+    @property
+    def checksum(self) -> int:
+        return _HEADER.unpack_from(self.buffer)[3]
+
+    @property
+    def payload(self) -> memoryview:
+        return self.buffer[HEADER_LEN:self.length]
+
+
+@dataclass(frozen=True, slots=True)
+class UdpRepr:
+    src_port: int
+    dst_port: int
+    payload: bytes = b""
+
+    @classmethod
+    def parse(cls, data, src: IPv4Address | IPv6Address, dst: IPv4Address | IPv6Address,
+              *, verify_checksum: bool = True) -> UdpRepr:
+        """Decode a datagram sent from ``src`` to ``dst``.
+
+        A zero checksum means "none" over IPv4 and is malformed over IPv6
+        (RFC 8200, 8.1); with ``verify_checksum`` false neither is checked.
+        """
+        packet = UdpPacket(data)
+        buf = packet.buffer
+        src_port, dst_port, length, checksum = _HEADER.unpack_from(buf)
+        if verify_checksum:
+            if checksum == 0:
+                if src.version == 6:
+                    raise MalformedPacket("UDP: zero checksum over IPv6")
+            elif not transport_checksum_ok(src, dst, PROTOCOL, buf[:length]):
+                raise MalformedPacket("UDP: bad checksum")
+        return cls(src_port, dst_port, bytes(buf[HEADER_LEN:length]))
+
+    @property
+    def header_len(self) -> int:
+        return HEADER_LEN
+
+    def emit_into(self, buffer: bytearray | memoryview, offset: int,
+                  src: IPv4Address | IPv6Address, dst: IPv4Address | IPv6Address) -> int:
+        length = HEADER_LEN + len(self.payload)
+        end = offset + length
+        if end > len(buffer):
+            raise ValueError(f"UDP: datagram needs {length} bytes, buffer has "
+                             f"{len(buffer) - offset}")
+        try:
+            _HEADER.pack_into(buffer, offset, self.src_port, self.dst_port, length, 0)
+        except struct.error as exc:
+            raise ValueError(f"UDP: field out of range: {exc}") from None
+        buffer[offset + HEADER_LEN:end] = self.payload
+        checksum = transport_checksum(src, dst, PROTOCOL, memoryview(buffer)[offset:end])
+        # A computed zero is sent as all ones: zero on the wire means "no checksum".
+        struct.pack_into("!H", buffer, offset + 6, checksum or 0xFFFF)
+        return length
+
+    def emit(self, src: IPv4Address | IPv6Address, dst: IPv4Address | IPv6Address) -> bytes:
+        buffer = bytearray(HEADER_LEN + len(self.payload))
+        self.emit_into(buffer, 0, src, dst)
+        return bytes(buffer)
