@@ -1,0 +1,509 @@
+#!/usr/bin/env python3
+"""Throughput of multistack.ko against the OS path, run inside the VM.
+
+Started by ``scripts/bench kmod`` through ``scripts/vm run``; needs root,
+the benchmark programs built in ``--bin`` (``.cache/bench``), and, for the
+module rows, ``/dev/multistack``.
+
+Topology (two namespaces this script creates and deletes)::
+
+    msb-gen: msg0 10.77.0.1/24  <== veth ==>  msd0 10.77.0.2/24 :msb-dut
+    pktgen (kpktgend_0, CPU 0)                 MultiStack attached here
+
+* RX: pktgen sends UDP frames to 10.77.0.2:9000 as fast as it can.  The
+  OS baseline is a UDP socket drained with recvmmsg() (bench/udp_rx.c);
+  the module figure is a port that registered UDP 10.77.0.2:9000 and
+  drains its RX ring (bench/ms_rx.c).  Receive processing of msd0 is
+  steered to CPU 1 with RPS and the receiver is pinned there, so the
+  generator and the system under test do not share a CPU.
+* TX: the same UDP frame is sent from msd0 by a raw AF_PACKET socket with
+  sendmmsg() (bench/pkt_tx.c) and by a port through its TX ring and
+  MS_IOC_TXSYNC (bench/ms_tx.c), which validates every frame.  Frames
+  are addressed to an Ethernet address msg0 does not have, so the peer
+  discards them at once (its receive work is steered to CPU 0).
+
+Sizes are Ethernet frame sizes including the 4-byte FCS (64 B = a 60-byte
+frame in memory); Gbit/s counts those bytes (no preamble or gap).  Every
+figure is measured in this run; a row that cannot be measured says n/a and
+why.  Nothing is asserted.
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+
+GEN, DUT = "msb-gen", "msb-dut"
+GIF, DIF = "msg0", "msd0"
+GADDR, DADDR = "10.77.0.1", "10.77.0.2"
+RX_PORT, TX_PORT, SINK_PORT = 9000, 9001, 9
+NOWHERE_MAC = "02:00:5e:00:00:01"   # no interface has it: the peer drops
+
+SIZES = [64, 128, 256, 512, 1024, 1518]
+QUICK_SIZES = [64, 512, 1518]
+
+
+def log(msg):
+    print("kmod_bench: " + msg, file=sys.stderr, flush=True)
+
+
+def run(cmd, check=True, **kw):
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, **kw)
+    if check and r.returncode != 0:
+        raise RuntimeError("%s: %s" % (" ".join(cmd), r.stderr.strip()))
+    return r
+
+
+def nsx(ns, *cmd, check=True):
+    return run(["ip", "netns", "exec", ns] + list(cmd), check=check)
+
+
+def nsh(ns, script, check=True):
+    return nsx(ns, "sh", "-c", script, check=check)
+
+
+def kv(text):
+    """The last key=value line of a program's output, as a dict."""
+    for line in reversed(text.strip().splitlines()):
+        pairs = re.findall(r"(\w+)=([-\d.]+)", line)
+        if pairs:
+            return {k: float(v) for k, v in pairs}
+    return None
+
+
+def first_line(text):
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()
+    return "no output"
+
+
+class Unavailable(Exception):
+    """A measurement that cannot be made: the row prints n/a (reason)."""
+
+
+# --------------------------------------------------------------------------
+# topology
+
+
+def teardown():
+    for ns in (GEN, DUT):
+        run(["ip", "netns", "del", ns], check=False)
+
+
+def setup(ncpu):
+    teardown()
+    run(["modprobe", "veth"], check=False)
+    for ns in (GEN, DUT):
+        run(["ip", "netns", "add", ns])
+        nsx(ns, "ip", "link", "set", "lo", "up")
+        nsx(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
+            check=False)
+        nsx(ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1",
+            check=False)
+    run(["ip", "link", "add", GIF, "netns", GEN, "type", "veth",
+         "peer", "name", DIF, "netns", DUT])
+    nsx(GEN, "ip", "addr", "add", GADDR + "/24", "dev", GIF)
+    nsx(DUT, "ip", "addr", "add", DADDR + "/24", "dev", DIF)
+    nsx(GEN, "ip", "link", "set", GIF, "up")
+    nsx(DUT, "ip", "link", "set", DIF, "up")
+    notes = []
+    if ncpu >= 2:
+        # receive work of the DUT on CPU 1, of the generator side on CPU 0
+        nsh(DUT, "echo 2 > /sys/class/net/%s/queues/rx-0/rps_cpus" % DIF)
+        nsh(GEN, "echo 1 > /sys/class/net/%s/queues/rx-0/rps_cpus" % GIF)
+        notes.append("pktgen on CPU 0; msd0 receive processing steered to "
+                     "CPU 1 (RPS); receivers and senders pinned to CPU 1")
+    else:
+        notes.append("one vCPU: generator and system under test share it")
+    mac = {
+        "gen": nsx(GEN, "cat", "/sys/class/net/%s/address" % GIF)
+        .stdout.strip(),
+        "dut": nsx(DUT, "cat", "/sys/class/net/%s/address" % DIF)
+        .stdout.strip(),
+    }
+    return mac, notes
+
+
+# --------------------------------------------------------------------------
+# pktgen
+
+
+class Pktgen:
+    PG = "/proc/net/pktgen"
+
+    def __init__(self, dut_mac):
+        self.ok = False
+        self.reason = ""
+        r = run(["modprobe", "pktgen"], check=False)
+        if r.returncode != 0:
+            self.reason = "modprobe pktgen: " + first_line(r.stderr)
+            return
+        # kpktgend threads of a new namespace appear asynchronously
+        for _ in range(50):
+            r = nsh(GEN, "ls %s/kpktgend_0" % self.PG, check=False)
+            if r.returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            self.reason = "no %s/kpktgend_0 in the generator namespace" % \
+                self.PG
+            return
+        self.pgset("kpktgend_0", "rem_device_all", "add_device " + GIF)
+        self.dut_mac = dut_mac
+        self.ok = True
+        self.proc = None
+
+    def pgset(self, file, *cmds):
+        script = "".join('echo "%s" > %s/%s || exit 1\n' % (c, self.PG, file)
+                         for c in cmds)
+        nsh(GEN, script)
+
+    def configure(self, frame_len):
+        self.pgset(GIF, "count 0", "clone_skb 0", "burst 1", "delay 0",
+                   "pkt_size %d" % frame_len,
+                   "dst_mac " + self.dut_mac,
+                   "src_min " + GADDR, "src_max " + GADDR, "dst " + DADDR,
+                   "udp_src_min 9", "udp_src_max 9",
+                   "udp_dst_min %d" % RX_PORT, "udp_dst_max %d" % RX_PORT)
+
+    def start(self):
+        # "start" blocks until "stop": run it in the background
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", GEN, "sh", "-c",
+             "echo start > %s/pgctrl" % self.PG],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self):
+        """Stops the generator; returns pktgen's own pps for the run."""
+        nsh(GEN, "echo stop > %s/pgctrl" % self.PG, check=False)
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            self.proc = None
+        out = nsx(GEN, "cat", "%s/%s" % (self.PG, GIF), check=False).stdout
+        m = re.search(r"(\d+)pps", out)
+        return float(m.group(1)) if m else None
+
+
+# --------------------------------------------------------------------------
+# measurements
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.bin = args.bin
+        self.ncpu = os.cpu_count() or 1
+        self.cpu = "1" if self.ncpu >= 2 else "0"
+        self.secs = args.seconds
+        self.module = os.path.exists("/dev/multistack")
+        self.module_reason = "" if self.module else \
+            "/dev/multistack missing: module not loaded"
+        self.attached = False
+
+    def prog(self, name):
+        p = os.path.join(self.bin, name)
+        if not os.access(p, os.X_OK):
+            raise Unavailable("%s not built" % name)
+        return p
+
+    def attach(self, on):
+        if not self.module:
+            raise Unavailable(self.module_reason)
+        if on == self.attached:
+            return
+        r = nsx(DUT, self.prog("ms_if"), "attach" if on else "detach", DIF,
+                check=False)
+        if r.returncode != 0:
+            raise Unavailable(first_line(r.stderr))
+        self.attached = on
+
+    def receiver(self, cmd, pktgen):
+        """Runs a receiver in the DUT namespace while pktgen sends."""
+        p = subprocess.Popen(["ip", "netns", "exec", DUT] + cmd,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        # wait for "ready" on stderr before starting the generator
+        err_lines = []
+        ready = threading.Event()
+
+        def pump():
+            for line in p.stderr:
+                err_lines.append(line)
+                if "ready" in line:
+                    ready.set()
+            ready.set()
+
+        t = threading.Thread(target=pump, daemon=True)
+        t.start()
+        ready.wait(15)
+        if p.poll() is None:
+            pktgen.start()
+            try:
+                out, _ = p.communicate(timeout=self.secs + 30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                out, _ = p.communicate()
+            pktgen.stop()
+        else:
+            out = p.stdout.read()
+        t.join(2)
+        err = "".join(err_lines)
+        if p.returncode != 0:
+            raise Unavailable(first_line(err))
+        res = kv(out)
+        if not res:
+            raise Unavailable("no result: " + first_line(err + out))
+        if not res.get("packets"):
+            raise Unavailable("nothing received")
+        return res
+
+    def rx_os(self, pktgen):
+        return self.receiver(
+            [self.prog("udp_rx"), "-a", DADDR, "-p", str(RX_PORT),
+             "-t", str(self.secs), "-c", self.cpu, "-i", DIF], pktgen)
+
+    def rx_port(self, pktgen, extra_ports=0):
+        self.attach(True)
+        return self.receiver(
+            [self.prog("ms_rx"), "-i", DIF, "-a", DADDR, "-p", str(RX_PORT),
+             "-t", str(self.secs), "-c", self.cpu, "-n", str(extra_ports)],
+            pktgen)
+
+    def sender(self, name, frame_len):
+        cmd = [self.prog(name), "-i", DIF, "-a", DADDR, "-p", str(TX_PORT),
+               "-d", GADDR, "-D", str(SINK_PORT), "-M", NOWHERE_MAC,
+               "-l", str(frame_len), "-t", str(self.secs), "-c", self.cpu]
+        r = nsx(DUT, *cmd, check=False)
+        if r.returncode != 0:
+            raise Unavailable(first_line(r.stderr))
+        res = kv(r.stdout)
+        if not res:
+            raise Unavailable("no result: " + first_line(r.stderr))
+        if not res.get("packets"):
+            why = "nothing left the interface"
+            if res.get("rejected"):
+                why += " (%d rejected by the module)" % res["rejected"]
+            raise Unavailable(why)
+        return res
+
+
+def attempt(fn, *a):
+    try:
+        return fn(*a)
+    except Unavailable as e:
+        return "n/a (%s)" % e
+    except (RuntimeError, OSError) as e:
+        return "n/a (%s)" % str(e).splitlines()[0]
+
+
+def pps(res):
+    return res["packets"] / res["seconds"] if res["seconds"] else 0.0
+
+
+def cell(res, size):
+    if isinstance(res, str):
+        return None
+    p = pps(res)
+    return p, p * size * 8 / 1e9
+
+
+def fmt_pair(c):
+    if c is None:
+        return "%10s %8s" % ("n/a", "")
+    return "%10.1f %8.4f" % (c[0] / 1e3, c[1])
+
+
+def ratio(a, b):
+    if a is None or b is None or not b[0]:
+        return "   n/a"
+    return "%5.2fx" % (a[0] / b[0])
+
+
+def table(title, header_a, header_b, rows, notes, offered=True):
+    print()
+    print(title)
+    print("%6s | %-19s | %-19s | %7s | %s" % (
+        "size", header_b, header_a, "ratio",
+        "offered kpps (B, A)" if offered else ""))
+    print("%6s | %10s %8s | %10s %8s | %7s |" % (
+        "B", "kpps", "Gbit/s", "kpps", "Gbit/s", "A/B"))
+    print("-" * 78)
+    for size, a, b in rows:
+        ca, cb = cell(a, size), cell(b, size)
+        offered = ""
+        for r in (b, a):
+            if isinstance(r, dict) and r.get("offered"):
+                offered += "%.1f " % (r["offered"] / r["seconds"] / 1e3)
+        print("%6d | %s | %s | %7s | %s" % (
+            size, fmt_pair(cb), fmt_pair(ca), ratio(ca, cb), offered.strip()))
+    for size, a, b in rows:
+        for label, r in (("B", b), ("A", a)):
+            if isinstance(r, str):
+                notes.append("%d B, %s: %s" % (size, label, r))
+    for n in dict.fromkeys(notes):
+        print("  note: " + n)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--seconds", type=float, default=None)
+    ap.add_argument("--module-reason", default=None,
+                    help="why the module is not loaded (n/a rows)")
+    args = ap.parse_args()
+    if args.seconds is None:
+        args.seconds = 1.5 if args.quick else 3.0
+    sizes = QUICK_SIZES if args.quick else SIZES
+
+    b = Bench(args)
+    if args.module_reason and not b.module:
+        b.module_reason = args.module_reason
+    print("== multistack.ko: RX/TX throughput vs the OS path ==")
+    print("Inside a qemu VM (TCG: CPU emulated in software): absolute "
+          "figures are ~100x below hardware;")
+    print("only the ratios between columns, measured in this same run, "
+          "mean anything.")
+    print("kernel %s, %d vCPU, %.1f s per measurement after a warm-up; "
+          "sizes include the 4 B FCS" % (os.uname().release, b.ncpu,
+                                         args.seconds))
+    if not b.module:
+        print("module: n/a (%s)" % b.module_reason)
+    try:
+        mac, notes = setup(b.ncpu)
+    except (RuntimeError, OSError) as e:
+        print("cannot set up the namespaces: %s" % e)
+        return 1
+    try:
+        print("setup: " + "; ".join(notes))
+        pg = Pktgen(mac["dut"])
+
+        # ---- RX
+        rx_rows, rx_notes = [], []
+        for size in sizes:
+            if not pg.ok:
+                na = "n/a (%s)" % pg.reason
+                rx_rows.append((size, na, na))
+                continue
+            pg.configure(size - 4)
+            attempt(b.attach, False)
+            os_res = attempt(b.rx_os, pg)
+            port_res = attempt(b.rx_port, pg)
+            if isinstance(port_res, dict) and port_res.get("drop_full"):
+                rx_notes.append("%d B: the port's ring overflowed %d times "
+                                "(counted drops)" % (size,
+                                                     port_res["drop_full"]))
+            if isinstance(os_res, dict) and os_res.get("rcvbuf_errors"):
+                rx_notes.append("%d B: the socket buffer overflowed %d times"
+                                % (size, os_res["rcvbuf_errors"]))
+            rx_rows.append((size, port_res, os_res))
+        table("RX: pktgen UDP -> A = MultiStack port (RX ring, poll) vs "
+              "B = OS UDP socket (recvmmsg)", "A: MultiStack port",
+              "B: OS recvmmsg", rx_rows, rx_notes)
+
+        # ---- RX through the module's passthrough (tuple not registered)
+        if not args.quick and pg.ok:
+            pt_rows = []
+            for size in (sizes[0], sizes[-1]):
+                pg.configure(size - 4)
+                attempt(b.attach, False)
+                plain = attempt(b.rx_os, pg)
+                att = attempt(b.attach, True)
+                thru = att if isinstance(att, str) else attempt(b.rx_os, pg)
+                pt_rows.append((size, thru, plain))
+            table("RX, OS path with the module attached (unregistered "
+                  "traffic passes through): A = attached vs B = not attached",
+                  "A: OS, attached", "B: OS, detached", pt_rows, [])
+
+        # ---- RX vs number of ports (lookup table size)
+        if not args.quick and pg.ok:
+            np_rows = []
+            pg.configure(60)
+            for n in (1, 16, 64):
+                np_rows.append((n, attempt(b.rx_port, pg, n - 1)))
+            print()
+            print("RX at 64 B vs number of ports on the interface (one "
+                  "3-tuple each; traffic to one of them)")
+            print("%6s | %10s | %s" % ("ports", "kpps", "vs 1 port"))
+            base = None
+            for n, many in np_rows:
+                if n == 1 and isinstance(many, dict):
+                    base = pps(many)
+                if isinstance(many, str):
+                    print("%6d | %s" % (n, many))
+                else:
+                    print("%6d | %10.1f | %s" % (
+                        n, pps(many) / 1e3,
+                        "%.2fx" % (pps(many) / base) if base else "n/a"))
+
+        # ---- TX
+        tx_rows, tx_notes = [], []
+        attempt(b.attach, False)
+        for size in sizes:
+            os_res = attempt(b.sender, "pkt_tx", size - 4)
+            attached = attempt(b.attach, True)
+            if isinstance(attached, str):
+                port_res = attached
+            else:
+                port_res = attempt(b.sender, "ms_tx", size - 4)
+            attempt(b.attach, False)
+            for label, r in (("port", port_res), ("AF_PACKET", os_res)):
+                if isinstance(r, dict) and r.get("dev_dropped"):
+                    tx_notes.append("%d B, %s: veth dropped %d" % (
+                        size, label, r["dev_dropped"]))
+                if isinstance(r, dict) and r.get("rejected"):
+                    tx_notes.append("%d B, port: %d frames rejected by the "
+                                    "module" % (size, r["rejected"]))
+            tx_rows.append((size, port_res, os_res))
+        table("TX: UDP frames out of msd0 -> A = MultiStack port (TX ring + "
+              "TXSYNC, validated) vs B = AF_PACKET sendmmsg",
+              "A: MultiStack port", "B: AF_PACKET", tx_rows, tx_notes,
+              offered=False)
+
+        # ---- memory per port
+        print()
+        print("Memory per port (1024-slot TX and RX rings)")
+        try:
+            b.attach(True)
+            r = nsx(DUT, b.prog("ms_if"), "mem", DIF, "8", check=False)
+            m = kv(r.stdout) if r.returncode == 0 else None
+            if not m:
+                raise Unavailable(first_line(r.stderr))
+            print("  shared memory (mem_size from MS_IOC_PORT_BIND): "
+                  "%d bytes = %.2f MiB (%d buffers of %d B)" % (
+                      m["mem_size"], m["mem_size"] / 2**20, m["nbufs"],
+                      m["buf_size"]))
+            print("  kernel accounting over %d ports, per port: vmalloc "
+                  "%.2f MiB, percpu %.1f KiB, slab %.1f KiB  "
+                  "(/proc/meminfo deltas)" % (
+                      m["ports"], m["vmalloc_per_port"] / 2**20,
+                      m["percpu_per_port"] / 1024,
+                      m["slab_per_port"] / 1024))
+            proc = nsx(DUT, "cat", "/proc/net/multistack", check=False)
+            memlines = [ln for ln in proc.stdout.splitlines()
+                        if re.search(r"mem", ln, re.I)]
+            if memlines:
+                print("  /proc/net/multistack: " + memlines[0].strip())
+            else:
+                print("  module's own accounting: n/a (%s)" % (
+                    "no memory field in /proc/net/multistack"
+                    if proc.returncode == 0 else
+                    "/proc/net/multistack not readable"))
+        except Unavailable as e:
+            print("  n/a (%s)" % e)
+        attempt(b.attach, False)
+    finally:
+        teardown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * msport.h - a MultiStack port opened straight from the ABI header
+ * (kmod/include/uapi/multistack.h): bind, mmap, register, statistics.
+ */
+#ifndef BENCH_MSPORT_H
+#define BENCH_MSPORT_H
+
+#include "common.h"
+
+#include <poll.h>
+#include <sys/mman.h>
+#include <linux/types.h>
+#include "uapi/multistack.h"
+
+struct msport {
+	int fd;
+	void *mem;
+	struct ms_port_req info;
+	struct ms_netmap_if *nifp;
+	struct ms_netmap_ring *tx, *rx;
+};
+
+static inline struct ms_netmap_slot *ms_slot_at(struct ms_netmap_ring *r,
+						uint32_t i)
+{
+	return (struct ms_netmap_slot *)((char *)r + MS_RING_SLOTS_OFS) + i;
+}
+
+static inline uint8_t *ms_buf(struct ms_netmap_ring *r, uint32_t idx)
+{
+	return (uint8_t *)r + r->buf_ofs + (size_t)idx * r->nr_buf_size;
+}
+
+/* Opens /dev/multistack and binds a port on ifname.  Returns -errno. */
+static inline int msport_open(struct msport *p, const char *ifname,
+			      uint32_t slots)
+{
+	memset(p, 0, sizeof(*p));
+	p->fd = open(MS_DEVICE_PATH, O_RDWR | O_CLOEXEC);
+	if (p->fd < 0)
+		return -errno;
+	p->info.version = MS_ABI_VERSION;
+	snprintf(p->info.ifname, sizeof(p->info.ifname), "%s", ifname);
+	p->info.tx_slots = slots;
+	p->info.rx_slots = slots;
+	if (ioctl(p->fd, MS_IOC_PORT_BIND, &p->info))
+		goto err;
+	p->mem = mmap(NULL, p->info.mem_size, PROT_READ | PROT_WRITE,
+		      MAP_SHARED, p->fd, 0);
+	if (p->mem == MAP_FAILED)
+		goto err;
+	p->nifp = p->mem;
+	p->tx = (struct ms_netmap_ring *)((char *)p->mem + p->nifp->ring_ofs[0]);
+	p->rx = (struct ms_netmap_ring *)((char *)p->mem + p->nifp->ring_ofs[1]);
+	return 0;
+err:
+	{
+		int e = errno;
+
+		close(p->fd);
+		p->fd = -1;
+		return -e;
+	}
+}
+
+/*
+ * Creates a socket bound to addr:port (proto "udp" or "tcp"), registers
+ * the 3-tuple with it and returns the socket (kept open by the caller), or
+ * -errno.
+ */
+static inline int msport_claim(struct msport *p, int udp, const char *addr,
+			       uint16_t port)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET,
+				   .sin_port = htons(port) };
+	struct ms_reg_req r;
+	int s, one = 1;
+
+	if (inet_pton(AF_INET, addr, &sin.sin_addr) != 1)
+		return -EINVAL;
+	s = socket(AF_INET, udp ? SOCK_DGRAM : SOCK_STREAM, 0);
+	if (s < 0)
+		return -errno;
+	setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(s, (struct sockaddr *)&sin, sizeof(sin)))
+		goto err;
+	memset(&r, 0, sizeof(r));
+	r.version = MS_ABI_VERSION;
+	r.family = MS_FAMILY_INET;
+	r.proto = udp ? MS_PROTO_UDP : MS_PROTO_TCP;
+	r.port = port;
+	r.sockfd = s;
+	memcpy(r.addr, &sin.sin_addr, 4);
+	if (ioctl(p->fd, MS_IOC_REGISTER, &r))
+		goto err;
+	return s;
+err:
+	{
+		int e = errno;
+
+		close(s);
+		return -e;
+	}
+}
+
+static inline int msport_stats(struct msport *p, struct ms_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->version = MS_ABI_VERSION;
+	return ioctl(p->fd, MS_IOC_STATS, st) ? -errno : 0;
+}
+
+#endif /* BENCH_MSPORT_H */
