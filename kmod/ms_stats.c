@@ -126,7 +126,7 @@ static void ms_seq_reg(struct seq_file *seq, const struct ms_port *port,
 
 static int ms_proc_show(struct seq_file *seq, void *v)
 {
-	struct net *net = seq_file_net(seq);
+	struct net *net = seq_file_single_net(seq);
 	struct ms_iface *iface;
 	struct ms_port *port;
 	struct ms_reg *reg;
