@@ -1,0 +1,34 @@
+"""Per-connection tunables, with RFC defaults unless noted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class TcpConfig:
+    #: Largest segment payload we accept; advertised in our SYN (link MTU - 40 on IPv4).
+    mss: int = 1460
+    recv_buffer: int = 256 * 1024
+    send_buffer: int = 256 * 1024
+    window_scaling: bool = True
+    timestamps: bool = True
+    sack: bool = True
+    #: Nagle's algorithm (RFC 9293 3.7.4); False is TCP_NODELAY.
+    nagle: bool = True
+    #: Delay before a lone ACK goes out; 0 acknowledges every segment at once.
+    delayed_ack: float = 0.04
+    initial_rto: float = 1.0
+    min_rto: float = 1.0
+    max_rto: float = 60.0
+    #: Retransmissions of one segment before the connection gives up (R2).
+    max_retries: int = 12
+    syn_retries: int = 6
+    #: Maximum segment lifetime; TIME-WAIT lasts twice this.
+    msl: float = 30.0
+    keepalive_idle: float | None = None
+    keepalive_interval: float = 75.0
+    keepalive_count: int = 9
+    #: RFC 5961 section 7: challenge ACKs per second per connection.
+    challenge_ack_limit: int = 10
+    congestion: str = "newreno"

@@ -1,0 +1,933 @@
+"""One TCP connection (a TCB), sans-IO.
+
+Segments and the current time go in (:meth:`Connection.receive`,
+:meth:`Connection.on_timer`); segments to send, events and the next
+deadline come out (:meth:`segments_to_send`, :meth:`events`,
+:meth:`poll_at`).  It reads no clock and does no I/O.  Ports on the wire
+are the connection's own; addresses belong to the endpoint.
+
+All sequence numbers inside are absolute integers (see :mod:`.seq`): the
+send side counts from ISS, the receive side from IRS.  The order of checks
+on an arriving segment follows RFC 9293 section 3.10.7.4, with RFC 5961's
+rules for RST, SYN and ACK, and RFC 7323's PAWS.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+
+from stacks.wire.tcp import TcpFlags, TcpRepr
+
+from . import seq as sq
+from .config import TcpConfig
+from .congestion import ALGORITHMS, CongestionControl, initial_window
+from .events import (Connected, ConnectionClosed, DataReceived, EofReceived, Event,
+                     LocalProtocolError, RemoteProtocolError, SendSpaceAvailable)
+from .rto import RtoEstimator
+from .sack import ReceiveQueue, Scoreboard
+from .states import RECEIVING, SENDING, SYNCHRONIZED, State
+from .states import Event as Ev
+from .states import next_state
+
+ACK, SYN, FIN, RST, PSH = TcpFlags.ACK, TcpFlags.SYN, TcpFlags.FIN, TcpFlags.RST, TcpFlags.PSH
+
+#: RFC 9293 3.7.1: the MSS assumed when the peer sends none.
+DEFAULT_MSS_V4 = 536
+DEFAULT_MSS_V6 = 1220
+TS_OPTION_LEN = 12
+MAX_WINDOW_SCALE = 14
+#: RFC 7323 5.5: TS.Recent older than this is invalid, so PAWS does not apply.
+PAWS_IDLE = 24 * 24 * 3600.0
+
+
+class Connection:
+    def __init__(self, local_port: int, remote_port: int, *, isn: int, now: float,
+                 config: TcpConfig | None = None, ipv6: bool = False) -> None:
+        self.config = config = config if config is not None else TcpConfig()
+        self.local_port = local_port
+        self.remote_port = remote_port
+        self.state = State.CLOSED
+        self.stats: Counter[str] = Counter()
+        self._events: deque[Event] = deque()
+        self.error: RemoteProtocolError | None = None
+        self.soft_error: str | None = None   # last ICMP error that did not end the connection
+        self.key: tuple | None = None        # (local addr, local port, remote addr, remote port)
+
+        # Send sequence space.
+        self.iss = isn
+        self.snd_una = isn
+        self.snd_nxt = isn
+        self.snd_max = isn               # highest sequence number sent, plus one
+        self.snd_wnd = 0
+        self.snd_wl1 = 0
+        self.snd_wl2 = 0
+        self.max_snd_wnd = 0
+        self._buf = bytearray()          # unacknowledged and unsent data
+        self._buf_start = isn + 1        # sequence number of _buf[0]
+        self._fin_queued = False
+        self._fin_acked = False
+        self._peer_offered_wscale = False
+
+        # Receive sequence space (set when the peer's SYN arrives).
+        self.irs = 0
+        self.rcv_nxt = 0
+        self.rcv_adv = 0                 # right edge of the window we advertised
+        self._rcv_buf = bytearray()
+        self._ooo = ReceiveQueue()
+        self._eof = False
+
+        # Options negotiated in the handshake.
+        self.peer_mss = DEFAULT_MSS_V6 if ipv6 else DEFAULT_MSS_V4
+        self._path_mss = config.mss
+        self.snd_wscale = 0
+        self.rcv_wscale = self._choose_window_scale() if config.window_scaling else 0
+        self.ts_ok = False
+        self.sack_ok = False
+        self._ts_offset = (isn * 2654435761) & sq.MASK   # per-connection TSval offset (RFC 7323 7.1)
+        self.ts_recent: int | None = None
+        self._ts_recent_at = 0.0
+        self._last_ack_sent = 0
+
+        # Timers, each an absolute deadline or None.
+        self._rto_at: float | None = None
+        self._persist_at: float | None = None
+        self._delack_at: float | None = None
+        self._keepalive_at: float | None = None
+        self._timewait_at: float | None = None
+        self._retries = 0
+        self._persist_backoff = 0
+        self._keepalive_probes = 0
+        self._last_rto_una: int | None = None
+
+        self.rto = RtoEstimator(initial=config.initial_rto, minimum=config.min_rto,
+                                maximum=config.max_rto)
+        self._rtt_seq: int | None = None  # timed segment when timestamps are off (Karn)
+        self._rtt_sent_at = 0.0
+        self.cc: CongestionControl = ALGORITHMS[config.congestion](self._smss())
+
+        # Loss recovery.
+        self._dupacks = 0
+        self._recover = isn
+        self._in_recovery = False
+        self._retx_queue: list[int] = []
+        self._retx_high = isn
+        self.scoreboard = Scoreboard()
+
+        # What the next call to segments_to_send owes.
+        self._ack_now = False
+        self._unacked_segments = 0
+        self._probe_now = False
+        self._rst_queue: list[TcpRepr] = []
+        self._challenge_window = -1.0
+        self._challenge_count = 0
+        self._closed_reported = False
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def connect(cls, local_port: int, remote_port: int, *, isn: int, now: float,
+                config: TcpConfig | None = None, ipv6: bool = False) -> Connection:
+        """Active open: the SYN goes out with the next :meth:`segments_to_send`."""
+        conn = cls(local_port, remote_port, isn=isn, now=now, config=config, ipv6=ipv6)
+        conn._transition(Ev.ACTIVE_OPEN)
+        return conn
+
+    @classmethod
+    def accept(cls, syn: TcpRepr, *, isn: int, now: float, config: TcpConfig | None = None,
+               ipv6: bool = False) -> Connection:
+        """Passive open from a listener's SYN: the connection starts in SYN-RECEIVED."""
+        if syn.flags & (SYN | ACK | RST) != SYN:
+            raise LocalProtocolError("a passive open needs a SYN without ACK or RST")
+        conn = cls(syn.dst_port, syn.src_port, isn=isn, now=now, config=config, ipv6=ipv6)
+        conn._transition(Ev.PASSIVE_OPEN)
+        conn._take_syn(syn, now)
+        conn._transition(Ev.RCV_SYN)
+        return conn
+
+    # ------------------------------------------------------------------ application calls
+
+    def send(self, data: bytes) -> int:
+        """Queue as much of ``data`` as the send buffer holds; return how many bytes."""
+        if self.state not in SENDING or self._fin_queued:
+            raise LocalProtocolError(f"cannot send in {self.state.value}"
+                                     + (" after close" if self._fin_queued else ""))
+        n = min(len(data), self.send_space())
+        if n:
+            self._buf += data[:n]
+        return n
+
+    def send_space(self) -> int:
+        return max(0, self.config.send_buffer - len(self._buf))
+
+    @property
+    def unsent(self) -> int:
+        """Bytes queued but never sent."""
+        return self._buf_start + len(self._buf) - max(self.snd_max, self._buf_start)
+
+    @property
+    def in_flight(self) -> int:
+        return self.snd_max - self.snd_una
+
+    def read(self, max_bytes: int | None = None) -> bytes:
+        """Take up to ``max_bytes`` of received in-order data; reading reopens the window."""
+        n = len(self._rcv_buf) if max_bytes is None else min(max_bytes, len(self._rcv_buf))
+        if n == 0:
+            return b""
+        data = bytes(self._rcv_buf[:n])
+        del self._rcv_buf[:n]
+        # Announce a window that grew enough to be worth a segment (receiver SWS avoidance).
+        if self.state in RECEIVING and self._window_growth() >= self._update_threshold():
+            self._ack_now = True
+        return data
+
+    @property
+    def readable(self) -> int:
+        return len(self._rcv_buf)
+
+    @property
+    def eof_received(self) -> bool:
+        return self._eof
+
+    def close(self) -> None:
+        """No more data from this side: FIN follows the queued data."""
+        if self.state in (State.SYN_SENT, State.LISTEN):
+            self._transition(Ev.CLOSE)
+            self._report_closed()
+            return
+        if self.state is State.SYN_RECEIVED:
+            self._fin_queued = True    # RFC 9293: queued until ESTABLISHED
+            return
+        if self.state not in (State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSE_WAIT):
+            if self._fin_queued or self.state is State.CLOSED:
+                return  # closing twice is harmless
+            raise LocalProtocolError(f"cannot close in {self.state.value}")
+        self._fin_queued = True
+        self._transition(Ev.CLOSE)
+
+    def abort(self) -> None:
+        """Reset the connection: RST to the peer if it has a TCB to reset."""
+        if self.state is State.CLOSED:
+            return
+        if self.state in SYNCHRONIZED and self.state is not State.TIME_WAIT \
+                or self.state is State.SYN_RECEIVED:
+            self._rst_queue.append(self._bare(RST | ACK, self.snd_max, self.rcv_nxt))
+        self._transition(Ev.ABORT)
+        self._report_closed()
+
+    def drop(self) -> None:
+        """End the connection without a word to the peer (an evicted half-open entry)."""
+        if self.state is not State.CLOSED:
+            self._transition(Ev.ABORT)
+            self._report_closed()
+
+    def set_path_mtu(self, mtu: int, ipv6: bool = False) -> None:
+        """An ICMP "fragmentation needed" / "packet too big": shrink segments and resend."""
+        mss = mtu - (60 if ipv6 else 40)
+        if mss < 88 or mss >= self._path_mss:
+            return
+        self._path_mss = mss
+        self.cc.set_smss(self._smss())
+        if self.snd_max > self.snd_una:
+            self.snd_nxt = self.snd_una   # what was in flight was too big to arrive
+
+    def on_unreachable(self, message: str) -> None:
+        """An ICMP destination unreachable about this connection (RFC 5461): fatal only
+        while connecting, a soft error otherwise."""
+        if self.state is State.SYN_SENT:
+            self._fail("unreachable", message)
+        else:
+            self.soft_error = message
+
+    def events(self) -> list[Event]:
+        out = list(self._events)
+        self._events.clear()
+        return out
+
+    # ------------------------------------------------------------------ state machine
+
+    def _transition(self, event: Ev) -> None:
+        old = self.state
+        self.state = next_state(old, event)
+        self.stats[f"{old.value}->{self.state.value}"] += 1
+        if self.state is State.TIME_WAIT:
+            self._timewait_at = None  # set by the caller, which knows the time
+        if self.state in (State.CLOSED, State.TIME_WAIT):
+            self._rto_at = self._persist_at = self._delack_at = self._keepalive_at = None
+
+    def _report_closed(self, error: RemoteProtocolError | None = None) -> None:
+        if not self._closed_reported:
+            self._closed_reported = True
+            self.error = error
+            self._events.append(ConnectionClosed(error))
+
+    def _fail(self, reason: str, message: str) -> None:
+        error = RemoteProtocolError(message, reason)
+        event = Ev.TIMEOUT if reason == "timeout" else Ev.RCV_RST
+        self._transition(event)
+        self._buf.clear()
+        self._report_closed(error)
+
+    def _enter_time_wait(self, now: float) -> None:
+        self._timewait_at = now + 2 * self.config.msl
+        self._report_closed()
+
+    @property
+    def closed(self) -> bool:
+        return self.state is State.CLOSED
+
+    # ------------------------------------------------------------------ receiving
+
+    def receive(self, seg: TcpRepr, now: float) -> None:
+        """Process one arriving segment addressed to this connection."""
+        state = self.state
+        if state is State.CLOSED or state is State.LISTEN:
+            return
+        if state is State.SYN_SENT:
+            self._receive_in_syn_sent(seg, now)
+            return
+        self.stats["segments_in"] += 1
+        flags = seg.flags
+        seq = sq.unwrap(seg.seq, self.rcv_nxt)
+        wnd = max(self.rcv_adv - self.rcv_nxt, 0)
+
+        # RFC 5961 3.2: only an exactly placed RST resets; one in the window is challenged.
+        if flags & RST:
+            if seq == self.rcv_nxt:
+                self.stats["rst_in"] += 1
+                if state is State.TIME_WAIT:
+                    self._transition(Ev.RCV_RST)
+                    return
+                self._fail("reset", "connection reset by peer")
+            elif self.rcv_nxt <= seq < self.rcv_nxt + max(wnd, 1):
+                self._challenge_ack(now)
+            else:
+                self.stats["rst_out_of_window"] += 1
+            return
+
+        # RFC 5961 4.2: a SYN in a synchronized state is answered with a challenge ACK.
+        if flags & SYN:
+            if state is State.SYN_RECEIVED:
+                if seq == self.irs:
+                    self.snd_nxt = self.iss   # their SYN was retransmitted: so is our SYN-ACK
+            else:
+                self._challenge_ack(now)
+            return
+
+        # RFC 7323 5.3: PAWS rejects segments with a timestamp older than TS.Recent.
+        if self.ts_ok and seg.timestamp is not None and self.ts_recent is not None \
+                and sq.lt(seg.timestamp[0], self.ts_recent) \
+                and now - self._ts_recent_at < PAWS_IDLE:
+            self.stats["paws_rejected"] += 1
+            # Answer only segments that occupy sequence space: answering reordered pure ACKs
+            # would start an ACK exchange for nothing.
+            if seg.segment_len:
+                self._ack_now = True
+            return
+
+        seg_len = seg.segment_len
+        if not self._acceptable(seq, seg_len, wnd):
+            self.stats["unacceptable"] += 1
+            if state is State.TIME_WAIT and flags & FIN:
+                self._timewait_at = now + 2 * self.config.msl   # their FIN again: our ACK was lost
+            self._ack_now = True
+            return
+
+        if not flags & ACK:
+            return
+
+        if self.ts_ok and seg.timestamp is not None and seq <= self._last_ack_sent \
+                and (self.ts_recent is None or sq.ge(seg.timestamp[0], self.ts_recent)):
+            self.ts_recent = seg.timestamp[0]
+            self._ts_recent_at = now
+
+        self._last_activity(now)
+        if not self._process_ack(seg, seq, now):
+            return
+        if self.state is State.CLOSED:
+            return
+
+        payload = seg.payload
+        fin = bool(flags & FIN)
+        if seq < self.rcv_nxt:             # trim what we already have
+            skip = self.rcv_nxt - seq
+            payload = payload[skip:]
+            seq = self.rcv_nxt
+        room = self.rcv_nxt + wnd - seq
+        if len(payload) > room:            # trim what lies beyond the window
+            payload = payload[:max(room, 0)]
+            fin = False
+
+        if payload and self.state in RECEIVING:
+            self._receive_data(seq, payload, bool(flags & PSH))
+        if fin and self.state in RECEIVING:
+            fin_seq = seq + len(payload)
+            if fin_seq == self.rcv_nxt:
+                self._receive_fin(now)
+            elif fin_seq > self.rcv_nxt:
+                self._ooo.fin = fin_seq
+                self._ack_now = True
+        elif self._ooo.fin is not None and self._ooo.fin == self.rcv_nxt \
+                and self.state in RECEIVING:
+            self._receive_fin(now)
+
+    def _acceptable(self, seq: int, seg_len: int, wnd: int) -> bool:
+        """RFC 9293 3.10.7.4, the four cases of segment length and window."""
+        nxt = self.rcv_nxt
+        if seg_len == 0:
+            if wnd == 0:
+                return seq == nxt
+            return nxt <= seq < nxt + wnd
+        if wnd == 0:
+            return False
+        end = seq + seg_len - 1
+        return nxt <= seq < nxt + wnd or nxt <= end < nxt + wnd
+
+    def _receive_in_syn_sent(self, seg: TcpRepr, now: float) -> None:
+        flags = seg.flags
+        ack = sq.unwrap(seg.ack, self.snd_una)
+        if flags & ACK and not (self.iss < ack <= self.snd_max):
+            if not flags & RST:
+                self._rst_queue.append(self._bare(RST, ack, None))
+            return
+        if flags & RST:
+            if flags & ACK:
+                self._fail("refused", "connection refused")
+            return
+        if not flags & SYN:
+            return
+        self._take_syn(seg, now)
+        if flags & ACK:
+            self._transition(Ev.RCV_SYN_ACK)
+            self._update_rtt_on_ack(ack, seg, now)
+            self._ack_snd(ack)
+            self._retries = 0
+            self._rto_at = None if self.snd_max == self.snd_una else now + self.rto.rto
+            self.snd_wl1, self.snd_wl2 = self.irs, ack   # the SYN's window is not scaled
+            self._ack_now = True
+            self._events.append(Connected())
+            self._last_activity(now)
+        else:
+            # Simultaneous open: answer with SYN+ACK on the same ISS.
+            self._transition(Ev.RCV_SYN)
+            self.snd_nxt = self.iss
+            self._rto_at = None
+
+    def _take_syn(self, syn: TcpRepr, now: float) -> None:
+        """Record the peer's ISN and the options of its SYN."""
+        self.irs = syn.seq
+        self.rcv_nxt = self.irs + 1
+        self._last_ack_sent = self.rcv_nxt
+        cfg = self.config
+        if syn.mss:
+            self.peer_mss = syn.mss
+        self._peer_offered_wscale = syn.window_scale is not None
+        if cfg.window_scaling and syn.window_scale is not None:
+            self.snd_wscale = min(syn.window_scale, MAX_WINDOW_SCALE)
+        else:
+            self.rcv_wscale = 0
+            self.snd_wscale = 0
+        self.ts_ok = cfg.timestamps and syn.timestamp is not None
+        if self.ts_ok:
+            self.ts_recent = syn.timestamp[0]
+            self._ts_recent_at = now
+        self.sack_ok = cfg.sack and syn.sack_permitted
+        self.cc.smss = self._smss()
+        self.cc.cwnd = initial_window(self.cc.smss)
+        self.snd_wnd = syn.window               # never scaled in a SYN (RFC 7323 2.2)
+        self.max_snd_wnd = self.snd_wnd
+        self.rcv_adv = self.rcv_nxt + min(self._free_space(), 65535)
+
+    def _process_ack(self, seg: TcpRepr, seq: int, now: float) -> bool:
+        """The ACK field (RFC 9293 3.10.7.4, fifth check).  False means drop the segment."""
+        ack = sq.unwrap(seg.ack, self.snd_una)
+        if self.state is State.SYN_RECEIVED:
+            if self.snd_una < ack <= self.snd_max:
+                self._transition(Ev.RCV_ACK_OF_SYN)
+                self._events.append(Connected())
+                self._set_send_window(seg, seq, ack)
+                if self._fin_queued:
+                    self._transition(Ev.CLOSE)   # close() came during the handshake
+            else:
+                self._rst_queue.append(self._bare(RST, ack, None))
+                return False
+        # RFC 5961 5.2: ACK acceptability; anything outside is answered, not used.
+        if ack > self.snd_max or ack < self.snd_una - self.max_snd_wnd:
+            self.stats["ack_unacceptable"] += 1
+            self._challenge_ack(now)
+            return False
+
+        if self.sack_ok and seg.sack_blocks:
+            for left, right in seg.sack_blocks:
+                start = sq.unwrap(left, self.snd_una)
+                end = sq.unwrap(right, self.snd_una)
+                if self.snd_una < end <= self.snd_max and start < end:
+                    self.scoreboard.add(max(start, self.snd_una), end)
+
+        old_wnd = self.snd_wnd
+        if ack > self.snd_una:
+            self._new_ack(ack, seg, now)
+        elif ack == self.snd_una and not seg.payload and not seg.flags & (SYN | FIN) \
+                and self.snd_max > self.snd_una and (seg.window << self.snd_wscale) == old_wnd:
+            self._duplicate_ack(now)
+
+        # Window update (RFC 9293: only from a segment not older than the last one used).
+        if self.snd_wl1 < seq or (self.snd_wl1 == seq and self.snd_wl2 <= ack):
+            self._set_send_window(seg, seq, ack)
+
+        if self._fin_queued and self._fin_acked:
+            if self.state is State.FIN_WAIT_1:
+                self._transition(Ev.RCV_ACK_OF_FIN)
+            elif self.state is State.CLOSING:
+                self._transition(Ev.RCV_ACK_OF_FIN)
+                self._enter_time_wait(now)
+            elif self.state is State.LAST_ACK:
+                self._transition(Ev.RCV_ACK_OF_FIN)
+                self._report_closed()
+                return False
+        return True
+
+    def _set_send_window(self, seg: TcpRepr, seq: int, ack: int) -> None:
+        self.snd_wnd = seg.window << self.snd_wscale
+        self.snd_wl1 = seq
+        self.snd_wl2 = ack
+        self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
+        if self.snd_wnd > 0:
+            self._persist_at = None
+            self._persist_backoff = 0
+
+    def _new_ack(self, ack: int, seg: TcpRepr, now: float) -> None:
+        acked = ack - self.snd_una
+        flight_before = self.snd_max - self.snd_una
+        self._update_rtt_on_ack(ack, seg, now)
+        freed = self._ack_snd(ack)
+        self._retries = 0
+        self._last_rto_una = None
+        if self.snd_max > self.snd_una:
+            self._rto_at = now + self.rto.rto
+        else:
+            self._rto_at = None
+        if self._in_recovery:
+            if ack >= self._recover:
+                self.cc.on_exit_recovery(self.snd_max - self.snd_una)
+                self._in_recovery = False
+                self._dupacks = 0
+                self._retx_queue.clear()
+            else:
+                # RFC 6582 partial acknowledgement: the next hole is lost too.
+                self.cc.on_partial_ack(acked)
+                self._queue_retransmission(self._next_hole())
+        else:
+            self._dupacks = 0
+            self.cc.on_ack(acked, flight_before, now, self.rto.srtt)
+        if freed and self.state in SENDING:
+            self._events.append(SendSpaceAvailable())
+
+    def _ack_snd(self, ack: int) -> int:
+        """Advance SND.UNA to ``ack``; return how many data bytes left the buffer."""
+        buf_end = self._buf_start + len(self._buf)
+        freed = max(0, min(ack, buf_end) - self._buf_start)
+        if freed:
+            del self._buf[:freed]
+            self._buf_start += freed
+        if self._fin_queued and ack > self._buf_start + len(self._buf):
+            self._fin_acked = True
+        self.snd_una = ack
+        if self.snd_nxt < ack:
+            self.snd_nxt = ack
+        self.scoreboard.advance(ack)
+        return freed
+
+    def _duplicate_ack(self, now: float) -> None:
+        self.stats["dupacks_in"] += 1
+        if self._in_recovery:
+            self.cc.on_dupack_in_recovery()
+            if self.sack_ok:
+                self._queue_retransmission(self._next_hole())
+            return
+        self._dupacks += 1
+        # RFC 6582 step 1: a fresh loss only if the ACK covers more than `recover`.
+        if self._dupacks == 3 and self.snd_una > self._recover or \
+                self._dupacks == 3 and self._recover == self.iss:
+            self.stats["fast_retransmits"] += 1
+            self._recover = self.snd_max
+            self._in_recovery = True
+            self.cc.on_enter_recovery(self.snd_max - self.snd_una, now)
+            self._retx_high = self.snd_una
+            self._queue_retransmission(self.snd_una)
+
+    def _next_hole(self) -> int | None:
+        """Where to retransmit next in recovery: the first SACK hole, or SND.UNA without SACK."""
+        if not self.sack_ok or not self.scoreboard:
+            return self.snd_una
+        start = max(self.snd_una, self._retx_high)
+        return self.scoreboard.first_hole(start)
+
+    def _queue_retransmission(self, at: int | None) -> None:
+        if at is not None and at < self.snd_max and at not in self._retx_queue:
+            self._retx_queue.append(at)
+
+    def _update_rtt_on_ack(self, ack: int, seg: TcpRepr, now: float) -> None:
+        if self.ts_ok and seg.timestamp is not None and seg.timestamp[1]:
+            # RFC 7323 4.1: the echoed timestamp measures every ACK, retransmissions included.
+            rtt = sq.diff(self._ts_now(now), seg.timestamp[1]) / 1000.0
+            if 0 <= rtt < 120:
+                self.rto.sample(rtt)
+            return
+        if self._rtt_seq is not None and ack >= self._rtt_seq:
+            self.rto.sample(now - self._rtt_sent_at)
+            self._rtt_seq = None
+
+    def _receive_data(self, seq: int, payload: bytes, push: bool) -> None:
+        if seq == self.rcv_nxt:
+            had_holes = len(self._ooo) > 0
+            self._rcv_buf += payload
+            self.rcv_nxt += len(payload)
+            if had_holes:
+                more = self._ooo.pop_ready(self.rcv_nxt)
+                self._rcv_buf += more
+                self.rcv_nxt += len(more)
+                self._ack_now = True          # RFC 5681 4.2: ACK at once when a hole fills
+            else:
+                self._unacked_segments += 1
+                if self._unacked_segments >= 2 or self.config.delayed_ack <= 0:
+                    self._ack_now = True
+            self._events.append(DataReceived(len(self._rcv_buf)))
+        else:
+            self.stats["out_of_order_in"] += 1
+            self._ooo.add(seq, payload)
+            self._ack_now = True              # a duplicate ACK, with SACK blocks, at once
+
+    def _receive_fin(self, now: float) -> None:
+        self.rcv_nxt += 1
+        self._ooo.fin = None
+        self._eof = True
+        self._ack_now = True
+        self._events.append(EofReceived())
+        if self.state is State.FIN_WAIT_2:
+            self._transition(Ev.RCV_FIN)
+            self._enter_time_wait(now)
+        else:
+            self._transition(Ev.RCV_FIN)
+
+    # ------------------------------------------------------------------ timers
+
+    def poll_at(self) -> float | None:
+        """The earliest deadline at which :meth:`on_timer` has work, or None."""
+        deadlines = [t for t in (self._rto_at, self._persist_at, self._delack_at,
+                                 self._keepalive_at, self._timewait_at) if t is not None]
+        return min(deadlines) if deadlines else None
+
+    def on_timer(self, now: float) -> None:
+        if self._timewait_at is not None and now >= self._timewait_at:
+            self._timewait_at = None
+            if self.state is State.TIME_WAIT:
+                self._transition(Ev.TIME_WAIT_EXPIRED)
+            return
+        if self._delack_at is not None and now >= self._delack_at:
+            self._delack_at = None
+            self._ack_now = True
+        if self._rto_at is not None and now >= self._rto_at:
+            self._rto_at = None
+            self._retransmission_timeout(now)
+        if self._persist_at is not None and now >= self._persist_at:
+            self._persist_at = None
+            self._probe_now = True
+            self._persist_backoff += 1
+            self.stats["window_probes"] += 1
+        if self._keepalive_at is not None and now >= self._keepalive_at:
+            self._keepalive_at = None
+            self._keepalive_expired(now)
+
+    def _retransmission_timeout(self, now: float) -> None:
+        if self.snd_max <= self.snd_una or self.state is State.CLOSED:
+            return
+        limit = self.config.syn_retries if self.state in (State.SYN_SENT, State.SYN_RECEIVED) \
+            else self.config.max_retries
+        if self._retries >= limit:
+            self._fail("timeout", "connection timed out")
+            return
+        self._retries += 1
+        self.stats["timeouts"] += 1
+        self.rto.back_off()
+        self.cc.on_timeout(self.snd_max - self.snd_una, now)
+        # A second timeout for the same data: stop trusting SACK information (the peer may
+        # have reneged, RFC 2018 section 8).
+        if self._last_rto_una == self.snd_una:
+            self.scoreboard.clear()
+        self._last_rto_una = self.snd_una
+        self._recover = self.snd_max
+        self._in_recovery = False
+        self._dupacks = 0
+        self._retx_queue.clear()
+        self._rtt_seq = None
+        self.snd_nxt = self.snd_una          # go back: resend from the first unacknowledged byte
+        if self.state not in (State.SYN_SENT, State.SYN_RECEIVED):
+            # The first segment goes even into a zero window or a full cwnd.
+            self._retx_queue.append(self.snd_una)
+
+    def _keepalive_expired(self, now: float) -> None:
+        if self.state not in (State.ESTABLISHED, State.CLOSE_WAIT) or self.snd_max != self.snd_una:
+            return
+        if self._keepalive_probes >= self.config.keepalive_count:
+            self._fail("timeout", "keepalive: peer not responding")
+            return
+        self._keepalive_probes += 1
+        self._probe_now = True
+        self.stats["keepalives"] += 1
+        self._keepalive_at = now + self.config.keepalive_interval
+
+    def _last_activity(self, now: float) -> None:
+        self._keepalive_probes = 0
+        if self.config.keepalive_idle is not None and self.state in (State.ESTABLISHED,
+                                                                      State.CLOSE_WAIT,
+                                                                      State.SYN_RECEIVED):
+            self._keepalive_at = now + self.config.keepalive_idle
+
+    def _challenge_ack(self, now: float) -> None:
+        """RFC 5961 section 7: an ACK in answer to a suspicious segment, rate-limited."""
+        if now - self._challenge_window >= 1.0:
+            self._challenge_window = now
+            self._challenge_count = 0
+        if self._challenge_count < self.config.challenge_ack_limit:
+            self._challenge_count += 1
+            self.stats["challenge_acks"] += 1
+            self._ack_now = True
+        else:
+            self.stats["challenge_acks_suppressed"] += 1
+
+    # ------------------------------------------------------------------ sending
+
+    def segments_to_send(self, now: float) -> list[TcpRepr]:
+        """Everything this connection should transmit now, oldest first."""
+        out = self._rst_queue
+        self._rst_queue = []
+        state = self.state
+        if state is State.CLOSED or state is State.LISTEN:
+            return out
+        if state in (State.SYN_SENT, State.SYN_RECEIVED):
+            if self.snd_nxt == self.iss:
+                out.append(self._syn_segment(now))
+            if state is State.SYN_RECEIVED and self._ack_now:
+                self._ack_now = False
+            return out
+        if state is not State.TIME_WAIT:
+            self._send_retransmissions(out, now)
+            self._send_data(out, now)
+            if self._probe_now:
+                self._probe_now = False
+                if not out:
+                    # A window probe or keepalive: an old sequence number draws an ACK
+                    # with the peer's current window.
+                    out.append(self._segment(self.snd_una - 1, ACK, b"", now))
+            self._arm_persist(now)
+        if self._ack_now and not out:
+            out.append(self._segment(self.snd_max, ACK, b"", now))
+        if self._unacked_segments and self._delack_at is None and not self._ack_now \
+                and self.config.delayed_ack > 0:
+            self._delack_at = now + self.config.delayed_ack
+        return out
+
+    def _syn_segment(self, now: float) -> TcpRepr:
+        cfg = self.config
+        syn_ack = self.state is State.SYN_RECEIVED
+        if syn_ack:
+            flags = SYN | ACK
+            ack = sq.wrap(self.rcv_nxt)
+            ts = (self._ts_now(now), self.ts_recent) if self.ts_ok else None
+            wscale = self.rcv_wscale if cfg.window_scaling and self._peer_offered_wscale else None
+            sack = self.sack_ok
+            window = min(self._free_space(), 65535)
+        else:
+            flags = SYN
+            ack = 0
+            ts = (self._ts_now(now), 0) if cfg.timestamps else None
+            wscale = self.rcv_wscale if cfg.window_scaling else None
+            sack = cfg.sack
+            window = min(self._free_space(), 65535)
+        if self.snd_max > self.iss:
+            self.stats["syn_retransmits"] += 1
+            self._rtt_seq = None
+        elif not self.ts_ok:
+            self._rtt_seq = self.iss + 1
+            self._rtt_sent_at = now
+        self.snd_nxt = self.iss + 1
+        self.snd_max = max(self.snd_max, self.snd_nxt)
+        if self._rto_at is None:
+            self._rto_at = now + self.rto.rto
+        self._ack_now = False
+        return TcpRepr(self.local_port, self.remote_port, sq.wrap(self.iss), ack, flags, window,
+                       mss=cfg.mss, window_scale=wscale, sack_permitted=sack, timestamp=ts)
+
+    def _send_retransmissions(self, out: list[TcpRepr], now: float) -> None:
+        queue, self._retx_queue = self._retx_queue, []
+        for at in queue:
+            if at < self.snd_una or at >= self.snd_max:
+                continue
+            if self.scoreboard.sacked_at(at) is not None:
+                continue
+            segment = self._data_segment_at(at, self.snd_max, now)
+            if segment is not None:
+                out.append(segment)
+                self.stats["retransmitted_segments"] += 1
+                if self.snd_nxt == at:   # after a timeout: go on from behind this segment
+                    self.snd_nxt = at + segment.segment_len
+
+    def _data_segment_at(self, at: int, limit: int, now: float) -> TcpRepr | None:
+        """One segment of already-sent data starting at ``at``, for retransmission."""
+        buf_end = self._buf_start + len(self._buf)
+        cap = self._payload_cap()
+        n = min(cap, buf_end - at, limit - at)
+        nxt = self.scoreboard.next_sacked(at)
+        if nxt is not None:
+            n = min(n, nxt - at)
+        n = max(n, 0)
+        fin = self._fin_queued and at + n == buf_end and self.snd_max > buf_end
+        if n == 0 and not fin:
+            return None
+        offset = at - self._buf_start
+        payload = bytes(self._buf[offset:offset + n])
+        flags = ACK | (FIN if fin else 0) | (PSH if n and at + n == buf_end else 0)
+        self._rtt_seq = None                  # Karn: no sample across a retransmission
+        self._retx_high = max(self._retx_high, at + n)
+        if self._rto_at is None:
+            self._rto_at = now + self.rto.rto
+        return self._segment(at, flags, payload, now)
+
+    def _send_data(self, out: list[TcpRepr], now: float) -> None:
+        if self.state not in (State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1,
+                              State.CLOSING, State.LAST_ACK):
+            return
+        cfg = self.config
+        while True:
+            buf_end = self._buf_start + len(self._buf)
+            if self.snd_nxt < self._buf_start:
+                self.snd_nxt = self._buf_start
+            retransmitting = self.snd_nxt < self.snd_max
+            if retransmitting and self.scoreboard:
+                sacked_end = self.scoreboard.sacked_at(self.snd_nxt)
+                if sacked_end is not None:
+                    self.snd_nxt = sacked_end
+                    continue
+            fin_pending = self._fin_queued and self.snd_nxt <= buf_end and not self._fin_acked
+            avail = buf_end - self.snd_nxt
+            if avail <= 0 and not fin_pending:
+                break
+            cap = self._payload_cap()
+            usable = self.snd_una + min(self.snd_wnd, self.cc.cwnd) - self.snd_nxt
+            n = min(avail, cap, max(usable, 0))
+            if retransmitting:
+                nxt = self.scoreboard.next_sacked(self.snd_nxt)
+                if nxt is not None:
+                    n = min(n, nxt - self.snd_nxt)
+            idle = self.snd_max == self.snd_una
+            if n <= 0:
+                if not (fin_pending and avail <= 0):
+                    break
+                n = 0
+            elif n < cap and n < avail:
+                # Sender SWS avoidance: no small segment while the window is what limits us,
+                # unless nothing is in flight (RFC 9293 3.8.6.2.1).
+                if not retransmitting and not idle and n < self.max_snd_wnd // 2:
+                    break
+            elif n < cap and cfg.nagle and not retransmitting and not idle and not fin_pending:
+                break   # Nagle: one small segment in flight at a time
+            start = self.snd_nxt
+            offset = start - self._buf_start
+            payload = bytes(self._buf[offset:offset + n])
+            fin = fin_pending and start + n == buf_end
+            flags = ACK | (PSH if n and start + n == buf_end else 0) | (FIN if fin else 0)
+            out.append(self._segment(start, flags, payload, now))
+            if retransmitting:
+                self.stats["retransmitted_segments"] += 1
+                self._rtt_seq = None
+            elif self._rtt_seq is None and not self.ts_ok and n:
+                self._rtt_seq = start + n
+                self._rtt_sent_at = now
+            self.snd_nxt = start + n + (1 if fin else 0)
+            self.snd_max = max(self.snd_max, self.snd_nxt)
+            if self._rto_at is None:
+                self._rto_at = now + self.rto.rto
+            if fin:
+                break
+
+    def _arm_persist(self, now: float) -> None:
+        """Start the persist timer when a zero window stops us with nothing in flight."""
+        waiting = self.unsent > 0 or (self._fin_queued and self.snd_max <= self._buf_start
+                                      + len(self._buf))
+        if self.snd_wnd == 0 and waiting and self.snd_max == self.snd_una:
+            if self._persist_at is None:
+                delay = min(self.rto.rto * (1 << min(self._persist_backoff, 16)),
+                            self.config.max_rto)
+                self._persist_at = now + delay
+        else:
+            self._persist_at = None
+            if self.snd_wnd:
+                self._persist_backoff = 0
+
+    def _segment(self, seq_abs: int, flags: TcpFlags, payload: bytes, now: float) -> TcpRepr:
+        """A synchronized-state segment: ACK, window, timestamp and SACK blocks filled in."""
+        window = self._advertise()
+        ts = (self._ts_now(now), self.ts_recent or 0) if self.ts_ok else None
+        blocks = ()
+        if self.sack_ok and len(self._ooo):
+            blocks = tuple((sq.wrap(s), sq.wrap(e))
+                           for s, e in self._ooo.blocks(3 if self.ts_ok else 4))
+        self._last_ack_sent = self.rcv_nxt
+        self._ack_now = False
+        self._unacked_segments = 0
+        self._delack_at = None
+        self.stats["segments_out"] += 1
+        return TcpRepr(self.local_port, self.remote_port, sq.wrap(seq_abs), sq.wrap(self.rcv_nxt),
+                       flags, window, timestamp=ts, sack_blocks=blocks, payload=payload)
+
+    def _bare(self, flags: TcpFlags, seq_abs: int, ack_abs: int | None) -> TcpRepr:
+        """A reset: no options, no window."""
+        ack = sq.wrap(ack_abs) if ack_abs is not None and flags & ACK else 0
+        return TcpRepr(self.local_port, self.remote_port, sq.wrap(seq_abs), ack, flags, 0)
+
+    # ------------------------------------------------------------------ sizes
+
+    def _smss(self) -> int:
+        """Sender MSS for congestion control: data per full segment with timestamps."""
+        return max(min(self.peer_mss, self._path_mss) - (TS_OPTION_LEN if self.ts_ok else 0), 64)
+
+    def _payload_cap(self) -> int:
+        cap = self._smss()
+        if self.sack_ok and len(self._ooo):
+            cap -= 4 + 8 * min(len(self._ooo), 3 if self.ts_ok else 4)
+        return max(cap, 1)
+
+    def _free_space(self) -> int:
+        return max(0, self.config.recv_buffer - len(self._rcv_buf))
+
+    def _update_threshold(self) -> int:
+        return max(1, min(self.config.recv_buffer // 2, self._rcv_mss()))
+
+    def _rcv_mss(self) -> int:
+        return self.config.mss
+
+    def _window_growth(self) -> int:
+        return self._free_space() - max(self.rcv_adv - self.rcv_nxt, 0)
+
+    def _advertise(self) -> int:
+        """The window field to send; the window never shrinks (RFC 9293 3.8.6.2.2)."""
+        current = max(self.rcv_adv - self.rcv_nxt, 0)
+        free = self._free_space()
+        wnd = free if free - current >= self._update_threshold() or free <= current else current
+        field = min(wnd >> self.rcv_wscale, 65535)
+        self.rcv_adv = max(self.rcv_adv, self.rcv_nxt + (field << self.rcv_wscale))
+        return field
+
+    def _choose_window_scale(self) -> int:
+        shift = 0
+        while (65535 << shift) < self.config.recv_buffer and shift < MAX_WINDOW_SCALE:
+            shift += 1
+        return shift
+
+    def _ts_now(self, now: float) -> int:
+        return (int(now * 1000) + self._ts_offset) & sq.MASK
+
+    def __repr__(self) -> str:
+        return (f"<Connection {self.local_port}->{self.remote_port} {self.state.value} "
+                f"una={self.snd_una - self.iss} nxt={self.snd_nxt - self.iss} "
+                f"rcv_nxt={self.rcv_nxt - self.irs}>")

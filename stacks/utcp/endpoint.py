@@ -1,0 +1,210 @@
+"""Many connections behind one set of addresses: demultiplexing by 4-tuple.
+
+Segments for no connection and no listener get the RFC 9293 reset (section
+3.10.7.1); TIME-WAIT connections stay in the table until 2MSL passes; a
+SYN that arrives for a TIME-WAIT connection with a sequence number above
+the old connection's reopens it (RFC 9293 3.6.1, as RFC 6191 allows).
+Sans-IO like the connections: addresses and segments in, (src, dst,
+segment) triples out.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+from stacks.wire.tcp import TcpFlags, TcpRepr
+
+from . import seq as sq
+from .config import TcpConfig
+from .connection import Connection
+from .events import LocalProtocolError
+from .isn import IsnGenerator
+from .listener import Listener
+from .states import State
+
+EPHEMERAL_PORTS = range(49152, 65536)
+
+
+class Endpoint:
+    def __init__(self, *, config: TcpConfig | None = None, isn: IsnGenerator | None = None,
+                 seed: int | None = None) -> None:
+        self.config = config if config is not None else TcpConfig()
+        self._isn = isn if isn is not None else IsnGenerator()
+        self._rng = random.Random(seed)
+        self.connections: dict[tuple, Connection] = {}
+        self.listeners: dict[tuple, Listener] = {}
+        self._resets: list[tuple] = []
+        self._dirty: dict[Connection, None] = {}     # ordered set: may have output
+        self._touched: dict[Connection, None] = {}   # ordered set: may have events
+        self.stats: Counter[str] = Counter()
+
+    # ------------------------------------------------------------------ setup
+
+    def listen(self, address, port: int, *, backlog: int = 128, syn_queue: int | None = None,
+               config: TcpConfig | None = None) -> Listener:
+        """Accept connections to ``port`` on ``address`` (None: every address)."""
+        key = (address, port)
+        if key in self.listeners:
+            raise LocalProtocolError(f"already listening on {address}:{port}")
+        listener = Listener(address, port, backlog=backlog, syn_queue=syn_queue,
+                            config=config or self.config)
+        self.listeners[key] = listener
+        return listener
+
+    def unlisten(self, listener: Listener) -> None:
+        self.listeners.pop((listener.address, listener.port), None)
+        for conn in listener.close():
+            conn.abort()
+            self.touch(conn)
+
+    def connect(self, local_addr, remote_addr, remote_port: int, now: float, *,
+                local_port: int | None = None, config: TcpConfig | None = None) -> Connection:
+        if local_port is None:
+            local_port = self._ephemeral_port(local_addr, remote_addr, remote_port)
+        key = (local_addr, local_port, remote_addr, remote_port)
+        if key in self.connections:
+            raise LocalProtocolError(f"connection {key} already exists")
+        isn = self._isn.isn(local_addr, local_port, remote_addr, remote_port, now)
+        conn = Connection.connect(local_port, remote_port, isn=isn, now=now,
+                                  config=config or self.config, ipv6=local_addr.version == 6)
+        conn.key = key
+        self.connections[key] = conn
+        self.touch(conn)
+        return conn
+
+    def _ephemeral_port(self, local_addr, remote_addr, remote_port: int) -> int:
+        start = self._rng.randrange(len(EPHEMERAL_PORTS))
+        for i in range(len(EPHEMERAL_PORTS)):
+            port = EPHEMERAL_PORTS[(start + i) % len(EPHEMERAL_PORTS)]
+            if (local_addr, port, remote_addr, remote_port) not in self.connections \
+                    and (local_addr, port) not in self.listeners and (None, port) not in self.listeners:
+                return port
+        raise LocalProtocolError("no ephemeral port left")
+
+    def touch(self, conn: Connection) -> None:
+        """The application called into ``conn``: it may have output or events."""
+        self._dirty[conn] = None
+        self._touched[conn] = None
+
+    def take_touched(self) -> list[Connection]:
+        """Connections that may have new events since the last call."""
+        out = list(self._touched)
+        self._touched.clear()
+        return out
+
+    # ------------------------------------------------------------------ input
+
+    def receive(self, src, dst, seg: TcpRepr, now: float) -> Connection | None:
+        """Deliver a segment from ``src`` to ``dst``; return the connection it went to."""
+        key = (dst, seg.dst_port, src, seg.src_port)
+        conn = self.connections.get(key)
+        if conn is not None and conn.state is State.TIME_WAIT and self._reopens(conn, seg):
+            self.stats["time_wait_reopened"] += 1
+            conn.drop()
+            del self.connections[key]
+            conn = None
+        if conn is not None:
+            conn.receive(seg, now)
+            self.touch(conn)
+            self._update_listener(conn)
+            return conn
+        listener = self.listeners.get((dst, seg.dst_port)) or self.listeners.get((None, seg.dst_port))
+        flags = seg.flags
+        if listener is not None and not flags & TcpFlags.RST:
+            if flags & TcpFlags.ACK:
+                self._reset_for(src, dst, seg)      # RFC 9293: an ACK to LISTEN is reset
+            elif flags & TcpFlags.SYN:
+                return self._open_passive(listener, key, src, dst, seg, now)
+            return None
+        if listener is None:
+            self._reset_for(src, dst, seg)
+        return None
+
+    def _reopens(self, conn: Connection, seg: TcpRepr) -> bool:
+        if seg.flags & (TcpFlags.SYN | TcpFlags.ACK | TcpFlags.RST) != TcpFlags.SYN:
+            return False
+        if conn.ts_ok and seg.timestamp is not None and conn.ts_recent is not None:
+            return sq.gt(seg.timestamp[0], conn.ts_recent)
+        return sq.gt(seg.seq, sq.wrap(conn.rcv_nxt))
+
+    def _open_passive(self, listener: Listener, key, src, dst, seg: TcpRepr,
+                      now: float) -> Connection | None:
+        ok, evicted = listener.admit()
+        if evicted is not None:
+            self.connections.pop(evicted.key, None)
+        if not ok:
+            self.stats["syn_dropped"] += 1
+            return None
+        isn = self._isn.isn(dst, seg.dst_port, src, seg.src_port, now)
+        conn = Connection.accept(seg, isn=isn, now=now, config=listener.config,
+                                 ipv6=dst.version == 6)
+        conn.key = key
+        self.connections[key] = conn
+        listener.add_half_open(conn)
+        self.touch(conn)
+        return conn
+
+    def _update_listener(self, conn: Connection) -> None:
+        if conn.state is State.CLOSED or conn.state is not State.SYN_RECEIVED:
+            local_addr, local_port = conn.key[0], conn.key[1]
+            listener = self.listeners.get((local_addr, local_port)) \
+                or self.listeners.get((None, local_port))
+            if listener is not None:
+                listener.update(conn)
+
+    def _reset_for(self, src, dst, seg: TcpRepr) -> None:
+        """RFC 9293 3.10.7.1: the reset for a segment that belongs to nothing."""
+        flags = seg.flags
+        if flags & TcpFlags.RST:
+            return
+        self.stats["rst_sent_no_connection"] += 1
+        if flags & TcpFlags.ACK:
+            rst = TcpRepr(seg.dst_port, seg.src_port, seg.ack, 0, TcpFlags.RST, 0)
+        else:
+            rst = TcpRepr(seg.dst_port, seg.src_port, 0, sq.add(seg.seq, seg.segment_len),
+                          TcpFlags.RST | TcpFlags.ACK, 0)
+        self._resets.append((dst, src, rst))
+
+    def on_icmp_error(self, local_addr, local_port: int, remote_addr, remote_port: int, *,
+                      mtu: int | None = None, message: str = "unreachable") -> None:
+        """An ICMP error quoting one of our segments: PMTU update or unreachable."""
+        conn = self.connections.get((local_addr, local_port, remote_addr, remote_port))
+        if conn is None:
+            return
+        if mtu is not None:
+            conn.set_path_mtu(mtu, ipv6=local_addr.version == 6)
+        else:
+            conn.on_unreachable(message)
+        self.touch(conn)
+
+    # ------------------------------------------------------------------ output and timers
+
+    def segments_to_send(self, now: float) -> list[tuple]:
+        """(src, dst, segment) for everything due now."""
+        out, self._resets = self._resets, []
+        dirty = list(self._dirty)
+        self._dirty.clear()
+        for conn in dirty:
+            local_addr, _, remote_addr, _ = conn.key
+            for seg in conn.segments_to_send(now):
+                out.append((local_addr, remote_addr, seg))
+            if conn.state is State.CLOSED and self.connections.get(conn.key) is conn:
+                del self.connections[conn.key]
+                self._update_listener(conn)
+        return out
+
+    def poll_at(self) -> float | None:
+        best = None
+        for conn in self.connections.values():
+            t = conn.poll_at()
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
+
+    def on_timer(self, now: float) -> None:
+        for conn in list(self.connections.values()):
+            t = conn.poll_at()
+            if t is not None and t <= now:
+                conn.on_timer(now)
+                self.touch(conn)

@@ -1,0 +1,75 @@
+"""A listening socket: a bounded SYN queue and an accept queue (the backlog).
+
+SYN-flood protection is the bounded SYN queue: when half-open connections
+fill it, the oldest is dropped silently to make room, so a flood cannot
+grow memory and a genuine client whose handshake completes quickly still
+gets in (its ACK to a dropped SYN-ACK draws a RST and it retries).  A full
+accept queue drops new SYNs, as Linux does, so clients retry later.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict, deque
+
+from .config import TcpConfig
+from .connection import Connection
+from .states import SYNCHRONIZED, State
+
+
+class Listener:
+    def __init__(self, address, port: int, *, backlog: int = 128, syn_queue: int | None = None,
+                 config: TcpConfig | None = None) -> None:
+        if backlog < 1:
+            raise ValueError("backlog must be at least 1")
+        self.address = address          # None listens on every local address
+        self.port = port
+        self.backlog = backlog
+        self.syn_queue_limit = syn_queue if syn_queue is not None else max(2 * backlog, 64)
+        self.config = config
+        self.syn_queue: OrderedDict[tuple, Connection] = OrderedDict()
+        self.accept_queue: deque[Connection] = deque()
+        self.closed = False
+        self.stats: Counter[str] = Counter()
+
+    def admit(self) -> tuple[bool, Connection | None]:
+        """Whether a new SYN may start a connection, and the half-open connection evicted
+        to make room for it (which the caller forgets)."""
+        if len(self.accept_queue) >= self.backlog:
+            self.stats["syn_dropped_backlog_full"] += 1
+            return False, None
+        victim = None
+        if len(self.syn_queue) >= self.syn_queue_limit:
+            _, victim = self.syn_queue.popitem(last=False)
+            victim.drop()        # forgotten, not reset: a half-open entry has no user yet
+            self.stats["syn_queue_evicted"] += 1
+        return True, victim
+
+    def add_half_open(self, conn: Connection) -> None:
+        self.syn_queue[conn.key] = conn
+
+    def update(self, conn: Connection) -> None:
+        """Move a connection whose handshake completed to the accept queue."""
+        if conn.key not in self.syn_queue:
+            return
+        if conn.state in SYNCHRONIZED:
+            del self.syn_queue[conn.key]
+            self.accept_queue.append(conn)
+            self.stats["accepted"] += 1
+        elif conn.state is State.CLOSED:
+            del self.syn_queue[conn.key]
+
+    def accept(self) -> Connection | None:
+        """The oldest established connection not yet taken, or None."""
+        while self.accept_queue:
+            conn = self.accept_queue.popleft()
+            if conn.state is not State.CLOSED or conn.readable:
+                return conn
+        return None
+
+    def close(self) -> list[Connection]:
+        """Stop listening; return the connections nobody accepted, for the caller to reset."""
+        self.closed = True
+        pending = list(self.syn_queue.values()) + list(self.accept_queue)
+        self.syn_queue.clear()
+        self.accept_queue.clear()
+        return pending

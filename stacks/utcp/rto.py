@@ -1,0 +1,49 @@
+"""Retransmission timeout estimation, RFC 6298."""
+
+from __future__ import annotations
+
+
+class RtoEstimator:
+    """SRTT/RTTVAR smoothing with exponential backoff.
+
+    ``rto`` is the current timeout including backoff; a new RTT sample
+    recomputes it and so ends any backoff (RFC 6298 section 5, note on 5.7).
+    """
+
+    ALPHA = 1 / 8
+    BETA = 1 / 4
+    K = 4
+
+    def __init__(self, *, initial: float = 1.0, minimum: float = 1.0, maximum: float = 60.0,
+                 granularity: float = 0.001) -> None:
+        self.minimum = minimum
+        self.maximum = maximum
+        self.granularity = granularity
+        self.srtt: float | None = None
+        self.rttvar: float | None = None
+        self._base = initial
+        self.backoffs = 0
+
+    @property
+    def rto(self) -> float:
+        return min(self.maximum, self._base * (1 << self.backoffs))
+
+    def sample(self, rtt: float) -> None:
+        rtt = max(rtt, 0.0)
+        if self.srtt is None:
+            self.srtt = rtt
+            self.rttvar = rtt / 2
+        else:
+            self.rttvar = (1 - self.BETA) * self.rttvar + self.BETA * abs(self.srtt - rtt)
+            self.srtt = (1 - self.ALPHA) * self.srtt + self.ALPHA * rtt
+        self._base = min(self.maximum, max(self.minimum,
+                                           self.srtt + max(self.granularity, self.K * self.rttvar)))
+        self.backoffs = 0
+
+    def back_off(self) -> None:
+        """Double the timeout after an expiry (RFC 6298 5.5), up to the maximum."""
+        if self._base * (1 << self.backoffs) < self.maximum:
+            self.backoffs += 1
+
+    def reset_backoff(self) -> None:
+        self.backoffs = 0
