@@ -158,7 +158,10 @@ class Icmpv6Repr:
         buf = Icmpv6Packet(data).buffer
         if verify_checksum and not transport_checksum_ok(src, dst, PROTOCOL, buf):
             raise MalformedPacket("ICMPv6: bad checksum")
-        kind, code, _, word = _HEADER.unpack_from(buf)
+        kind, code, _ = _PREFIX.unpack_from(buf)
+        if not (kind in _ECHO_TYPES or kind in _ERRORS or kind in _ND):
+            return cls(kind, code, data=bytes(buf[4:]))
+        word = _HEADER.unpack_from(buf)[3]  # the view checked these types have 8 bytes
         if kind in _ECHO_TYPES:
             return cls(kind, code, ident=word >> 16, seq=word & 0xFFFF,
                        data=bytes(buf[HEADER_LEN:]))
@@ -168,15 +171,12 @@ class Icmpv6Repr:
             return cls(kind, code, pointer=word, data=bytes(buf[HEADER_LEN:]))
         if kind in _ERRORS:
             return cls(kind, code, data=bytes(buf[HEADER_LEN:]))
-        if kind in _ND:
-            target = IPv6Address(bytes(buf[8:24]))
-            source_ll, target_ll = _parse_nd_options(buf[ND_HEADER_LEN:])
-            if kind == Icmpv6Type.NEIGHBOR_SOLICIT:
-                return cls(kind, code, target=target, source_lladdr=source_ll,
-                           target_lladdr=target_ll)
-            return cls(kind, code, target=target, nd_flags=word & 0xE0000000,
-                       source_lladdr=source_ll, target_lladdr=target_ll)
-        return cls(kind, code, data=bytes(buf[4:]))
+        # Neighbour solicitation or advertisement.
+        target = IPv6Address(bytes(buf[8:24]))
+        source_ll, target_ll = _parse_nd_options(buf[ND_HEADER_LEN:])
+        flags = word & 0xE0000000 if kind == Icmpv6Type.NEIGHBOR_ADVERT else 0
+        return cls(kind, code, target=target, nd_flags=flags, source_lladdr=source_ll,
+                   target_lladdr=target_ll)
 
     @property
     def is_error(self) -> bool:
