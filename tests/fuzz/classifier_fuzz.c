@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * libFuzzer harness for kmod/include/multistack_classify.h, the frame
+ * classifier shared by multistack.ko, the cffi extension and this test.
+ *
+ * Input: byte 0 = flags (bit 0 -> MS_CLS_F_VLAN), byte 1 = how many bytes
+ * are "available" for ms_classify_partial (scaled), rest = the frame.
+ * Besides the sanitizers, it aborts when an invariant breaks:
+ *   - a verdict is one of the documented codes;
+ *   - on MS_CLS_OK every offset/length lies inside the frame and the
+ *     protocol/family are TCP/UDP over IPv4/IPv6;
+ *   - the partial classifier agrees with the full one unless it says
+ *     MS_CLS_HDR_BEYOND, and never says that when everything is available.
+ * The frame is copied to a heap buffer of exactly its size so that ASan
+ * catches any read past the end.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "multistack_classify.h"
+
+static int known_verdict(int v)
+{
+	return (v >= MS_CLS_OK && v <= MS_CLS_HDR_BEYOND) ||
+	       (v >= MS_CLS_MALFORMED_MIN && v <= MS_CLS_BAD_FLAGS);
+}
+
+static void check_ok(const struct ms_cls_result *r, uint32_t len)
+{
+	uint32_t l4min = r->proto == 6 ? 20 : 8;
+
+	if (r->family != 2 && r->family != 10)
+		abort();
+	if (r->proto != 6 && r->proto != 17)
+		abort();
+	if (r->l3_off != 14 && r->l3_off != 18)
+		abort();
+	if ((uint32_t)r->l3_off + r->l3_len > len)
+		abort();
+	if (r->l4_off < r->l3_off + (r->family == 2 ? 20 : 40))
+		abort();
+	if ((uint32_t)r->l4_off + r->l4_len != (uint32_t)r->l3_off + r->l3_len)
+		abort();
+	if (r->l4_len < l4min || (uint32_t)r->l4_off + l4min > len)
+		abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct ms_cls_result full, part;
+	uint32_t flags, len, avail;
+	uint8_t *frame;
+	int v, pv;
+
+	if (size < 2 || size > 70000)
+		return 0;
+	flags = data[0] & 1;
+	if (data[0] == 0xff)
+		flags = 0x80;		/* exercise MS_CLS_BAD_FLAGS */
+	len = (uint32_t)(size - 2);
+	avail = (uint32_t)(((uint64_t)data[1] * (len + 1)) / 256);
+	frame = malloc(len ? len : 1);
+	if (!frame)
+		return 0;
+	memcpy(frame, data + 2, len);
+
+	v = ms_classify(frame, len, flags, &full);
+	if (!known_verdict(v) || (uint32_t)v != full.verdict)
+		abort();
+	if (v == MS_CLS_HDR_BEYOND)
+		abort();
+	if (v == MS_CLS_OK)
+		check_ok(&full, len);
+
+	/* the partial view reads only `avail` bytes: give it exactly those */
+	{
+		uint8_t *head = malloc(avail ? avail : 1);
+
+		if (!head)
+			abort();
+		memcpy(head, frame, avail);
+		pv = ms_classify_partial(head, avail, len, flags, &part);
+		free(head);
+	}
+	if (!known_verdict(pv))
+		abort();
+	if (pv != MS_CLS_HDR_BEYOND) {
+		if (pv != v)
+			abort();
+		if (pv == MS_CLS_OK && memcmp(&part, &full, sizeof(part)))
+			abort();
+	}
+	free(frame);
+	return 0;
+}
