@@ -1,0 +1,452 @@
+"""Every RFC 9293 state and transition, driven by template segments and an explicit time."""
+
+import pytest
+
+from stacks.utcp import (Connected, Connection, ConnectionClosed, DataReceived, EofReceived,
+                         LocalProtocolError, State)
+from stacks.utcp.states import TRANSITIONS, Event, IllegalTransition, next_state
+
+from .templates import (ACK, FIN, LOCAL_ISS, PSH, REMOTE_ISS, RST, SYN, WINDOW, established,
+                        listen_and_syn, local, only, plain_config, remote, send_data, sent)
+
+# ---------------------------------------------------------------- the table itself
+
+
+def test_table_has_the_rfc_9293_diagram():
+    S, E = State, Event
+    diagram = {
+        (S.CLOSED, E.ACTIVE_OPEN): S.SYN_SENT,
+        (S.CLOSED, E.PASSIVE_OPEN): S.LISTEN,
+        (S.LISTEN, E.RCV_SYN): S.SYN_RECEIVED,
+        (S.SYN_SENT, E.RCV_SYN): S.SYN_RECEIVED,
+        (S.SYN_SENT, E.RCV_SYN_ACK): S.ESTABLISHED,
+        (S.SYN_RECEIVED, E.RCV_ACK_OF_SYN): S.ESTABLISHED,
+        (S.ESTABLISHED, E.CLOSE): S.FIN_WAIT_1,
+        (S.ESTABLISHED, E.RCV_FIN): S.CLOSE_WAIT,
+        (S.FIN_WAIT_1, E.RCV_ACK_OF_FIN): S.FIN_WAIT_2,
+        (S.FIN_WAIT_1, E.RCV_FIN): S.CLOSING,
+        (S.FIN_WAIT_2, E.RCV_FIN): S.TIME_WAIT,
+        (S.CLOSING, E.RCV_ACK_OF_FIN): S.TIME_WAIT,
+        (S.CLOSE_WAIT, E.CLOSE): S.LAST_ACK,
+        (S.LAST_ACK, E.RCV_ACK_OF_FIN): S.CLOSED,
+        (S.TIME_WAIT, E.TIME_WAIT_EXPIRED): S.CLOSED,
+    }
+    for key, target in diagram.items():
+        assert TRANSITIONS[key] is target
+    for state in State:
+        if state is not S.CLOSED:
+            assert next_state(state, E.RCV_RST) is S.CLOSED
+            assert next_state(state, E.ABORT) is S.CLOSED
+
+
+def test_transition_not_in_table_is_refused():
+    with pytest.raises(IllegalTransition):
+        next_state(State.CLOSED, Event.RCV_FIN)
+    with pytest.raises(IllegalTransition):
+        next_state(State.TIME_WAIT, Event.CLOSE)
+
+
+# ---------------------------------------------------------------- opening
+
+
+def active(config=None, now=0.0) -> Connection:
+    return Connection.connect(80, 49500, isn=LOCAL_ISS, now=now, config=config or plain_config())
+
+
+def test_active_open_sends_syn_and_completes_on_syn_ack():
+    conn = active()
+    assert conn.state is State.SYN_SENT
+    syn = only(conn, 0.0)
+    assert syn == local(0, flags=SYN, window=WINDOW, mss=1000)
+    # Replies come from the peer's side of the template: swap roles by building it directly.
+    from stacks.wire.tcp import TcpRepr
+    syn_ack = TcpRepr(49500, 80, REMOTE_ISS, LOCAL_ISS + 1, SYN | ACK, 5000, mss=1200)
+    conn.receive(syn_ack, 0.01)
+    assert conn.state is State.ESTABLISHED
+    assert conn.events() == [Connected()]
+    assert only(conn, 0.01) == local(1, 1, ACK)
+    assert conn.snd_wnd == 5000 and conn.peer_mss == 1200
+
+
+def test_passive_open_three_way_handshake():
+    conn = listen_and_syn()
+    assert conn.state is State.SYN_RECEIVED
+    assert only(conn, 0.0) == local(0, 1, SYN | ACK, mss=1000)
+    conn.receive(remote(1, 1), 0.01)
+    assert conn.state is State.ESTABLISHED
+    assert conn.events() == [Connected()]
+
+
+def test_simultaneous_open():
+    conn = active()
+    sent(conn, 0.0)
+    conn.receive(remote(0, flags=SYN, mss=1000), 0.01)
+    assert conn.state is State.SYN_RECEIVED
+    # SYN+ACK on the same ISS, acknowledging their SYN.
+    assert only(conn, 0.01) == local(0, 1, SYN | ACK, mss=1000)
+    conn.receive(remote(0, 1, SYN | ACK, mss=1000), 0.02)   # their SYN+ACK crosses ours
+    conn.receive(remote(1, 1), 0.02)
+    assert conn.state is State.ESTABLISHED
+
+
+def test_syn_sent_reset_with_acceptable_ack_is_refused():
+    conn = active()
+    sent(conn, 0.0)
+    conn.receive(remote(0, 1, RST | ACK), 0.01)
+    assert conn.state is State.CLOSED
+    [closed] = conn.events()
+    assert closed.error.reason == "refused"
+
+
+def test_syn_sent_ignores_reset_with_wrong_ack_and_resets_bad_syn_ack():
+    conn = active()
+    sent(conn, 0.0)
+    conn.receive(remote(0, 7, RST | ACK), 0.01)
+    assert conn.state is State.SYN_SENT and sent(conn, 0.01) == []
+    conn.receive(remote(0, 7, SYN | ACK), 0.01)
+    assert conn.state is State.SYN_SENT
+    assert only(conn, 0.01) == local(7, flags=RST, window=0)
+
+
+def test_close_in_syn_sent_goes_to_closed():
+    conn = active()
+    sent(conn, 0.0)
+    conn.close()
+    assert conn.state is State.CLOSED
+    assert conn.events() == [ConnectionClosed(None)]
+
+
+def test_syn_retransmission_backs_off_then_times_out():
+    conn = active(plain_config(syn_retries=3))
+    sent(conn, 0.0)
+    times = []
+    now = 0.0
+    while conn.state is State.SYN_SENT:
+        now = conn.poll_at()
+        conn.on_timer(now)
+        out = sent(conn, now)
+        if out:
+            assert out == [local(0, flags=SYN, mss=1000)]
+            times.append(now)
+    assert times == [1.0, 3.0, 7.0]
+    assert now == 15.0
+    assert conn.error.reason == "timeout"
+
+
+def test_syn_received_resends_syn_ack_for_duplicate_syn():
+    conn = listen_and_syn()
+    sent(conn, 0.0)
+    conn.receive(remote(0, flags=SYN), 0.5)
+    assert only(conn, 0.5) == local(0, 1, SYN | ACK, mss=1000)
+    assert conn.state is State.SYN_RECEIVED
+
+
+def test_syn_received_bad_ack_draws_reset():
+    conn = listen_and_syn()
+    sent(conn, 0.0)
+    conn.receive(remote(1, 50), 0.1)
+    assert conn.state is State.SYN_RECEIVED
+    assert only(conn, 0.1) == local(50, flags=RST, window=0)
+
+
+def test_syn_received_retransmits_syn_ack_on_timeout():
+    conn = listen_and_syn()
+    sent(conn, 0.0)
+    assert conn.poll_at() == 1.0
+    conn.on_timer(1.0)
+    assert only(conn, 1.0) == local(0, 1, SYN | ACK, mss=1000)
+
+
+def test_close_during_handshake_sends_fin_once_established():
+    conn = listen_and_syn()
+    sent(conn, 0.0)
+    conn.close()
+    assert conn.state is State.SYN_RECEIVED and sent(conn, 0.0) == []
+    conn.receive(remote(1, 1), 0.1)
+    assert conn.state is State.FIN_WAIT_1
+    assert only(conn, 0.1) == local(1, 1, FIN | ACK)
+
+
+# ---------------------------------------------------------------- data
+
+
+def test_data_both_ways():
+    conn = established()
+    conn.receive(remote(1, 1, ACK | PSH, b"hello"), 0.1)
+    assert conn.events() == [DataReceived(5)]
+    assert conn.read() == b"hello"
+    assert only(conn, 0.1) == local(1, 6, window=WINDOW - 5)   # 5 bytes: too little to reopen (SWS)
+    assert send_data(conn, b"world", 0.2) == [local(1, 6, ACK | PSH, b"world", window=WINDOW - 5)]
+    conn.receive(remote(6, 6), 0.3)
+    assert conn.snd_una == LOCAL_ISS + 6
+
+
+def test_send_after_close_is_a_local_error():
+    conn = established()
+    conn.close()
+    with pytest.raises(LocalProtocolError):
+        conn.send(b"x")
+
+
+# ---------------------------------------------------------------- closing
+
+
+def test_active_close_fin_wait_1_2_time_wait_closed():
+    conn = established()
+    conn.close()
+    assert conn.state is State.FIN_WAIT_1
+    assert only(conn, 1.0) == local(1, 1, FIN | ACK)
+    conn.receive(remote(1, 2), 1.1)
+    assert conn.state is State.FIN_WAIT_2
+    conn.receive(remote(1, 2, FIN | ACK), 1.2)
+    assert conn.state is State.TIME_WAIT
+    assert conn.events() == [EofReceived(), ConnectionClosed(None)]
+    assert only(conn, 1.2) == local(2, 2, window=WINDOW - 1)   # the right edge stays put
+    assert conn.poll_at() == 1.2 + 60.0
+    conn.on_timer(61.0)
+    assert conn.state is State.TIME_WAIT
+    conn.on_timer(61.2)
+    assert conn.state is State.CLOSED
+
+
+def test_fin_with_ack_of_our_fin_goes_straight_to_time_wait():
+    conn = established()
+    conn.close()
+    sent(conn, 0.0)
+    conn.receive(remote(1, 2, FIN | ACK), 0.1)
+    assert conn.state is State.TIME_WAIT
+    assert conn.stats["FIN-WAIT-1->FIN-WAIT-2"] == 1
+    assert conn.stats["FIN-WAIT-2->TIME-WAIT"] == 1
+
+
+def test_simultaneous_close_through_closing():
+    conn = established()
+    conn.close()
+    sent(conn, 0.0)
+    conn.receive(remote(1, 1, FIN | ACK), 0.1)      # their FIN, not acknowledging ours
+    assert conn.state is State.CLOSING
+    assert only(conn, 0.1) == local(2, 2, window=WINDOW - 1)
+    conn.receive(remote(2, 2), 0.2)
+    assert conn.state is State.TIME_WAIT
+
+
+def test_passive_close_close_wait_last_ack_closed():
+    conn = established()
+    conn.receive(remote(1, 1, FIN | ACK), 0.1)
+    assert conn.state is State.CLOSE_WAIT
+    assert conn.events() == [EofReceived()]
+    assert conn.eof_received
+    assert only(conn, 0.1) == local(1, 2, window=WINDOW - 1)
+    assert send_data(conn, b"bye", 0.2) == [local(1, 2, ACK | PSH, b"bye", window=WINDOW - 1)]
+    conn.close()
+    assert conn.state is State.LAST_ACK
+    assert only(conn, 0.2) == local(4, 2, FIN | ACK, window=WINDOW - 1)
+    conn.receive(remote(2, 4), 0.3)
+    assert conn.state is State.LAST_ACK        # data acknowledged, FIN not yet
+    conn.receive(remote(2, 5), 0.3)
+    assert conn.state is State.CLOSED
+    assert conn.events()[-1] == ConnectionClosed(None)
+
+
+def test_fin_is_retransmitted_in_last_ack():
+    conn = established()
+    conn.receive(remote(1, 1, FIN | ACK), 0.0)
+    sent(conn, 0.0)
+    conn.close()
+    assert only(conn, 0.0) == local(1, 2, FIN | ACK, window=WINDOW - 1)
+    conn.on_timer(conn.poll_at())
+    assert only(conn, 1.0) == local(1, 2, FIN | ACK, window=WINDOW - 1)
+
+
+def test_time_wait_acks_retransmitted_fin_and_restarts_2msl():
+    conn = established()
+    conn.close()
+    sent(conn, 0.0)
+    conn.receive(remote(1, 2, FIN | ACK), 0.0)
+    sent(conn, 0.0)
+    conn.receive(remote(1, 2, FIN | ACK), 30.0)   # our ACK was lost
+    assert only(conn, 30.0) == local(2, 2, window=WINDOW - 1)
+    assert conn.poll_at() == 90.0
+
+
+def test_out_of_order_fin_waits_for_the_data_before_it():
+    conn = established()
+    conn.receive(remote(4, 1, FIN | ACK, b"def"), 0.0)
+    assert conn.state is State.ESTABLISHED
+    conn.receive(remote(1, 1, ACK, b"abc"), 0.1)
+    assert conn.state is State.CLOSE_WAIT
+    assert conn.read() == b"abcdef"
+
+
+# ---------------------------------------------------------------- resets (RFC 5961 section 3)
+
+SYNCHRONIZED_SETUPS = {}
+
+
+def _to(state):
+    conn = established()
+    if state is State.FIN_WAIT_1:
+        conn.close()
+        sent(conn, 0.0)
+    elif state is State.FIN_WAIT_2:
+        conn.close()
+        sent(conn, 0.0)
+        conn.receive(remote(1, 2), 0.0)
+    elif state is State.CLOSE_WAIT:
+        conn.receive(remote(1, 1, FIN | ACK), 0.0)
+    elif state is State.CLOSING:
+        conn.close()
+        sent(conn, 0.0)
+        conn.receive(remote(1, 1, FIN | ACK), 0.0)
+    elif state is State.LAST_ACK:
+        conn.receive(remote(1, 1, FIN | ACK), 0.0)
+        conn.close()
+    elif state is State.TIME_WAIT:
+        conn.close()
+        sent(conn, 0.0)
+        conn.receive(remote(1, 2, FIN | ACK), 0.0)
+    assert conn.state is state
+    sent(conn, 0.0)
+    conn.events()
+    return conn
+
+
+ALL_SYNC = [State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSE_WAIT,
+            State.CLOSING, State.LAST_ACK, State.TIME_WAIT]
+
+
+@pytest.mark.parametrize("state", ALL_SYNC, ids=lambda s: s.value)
+def test_exact_reset_closes_every_synchronized_state(state):
+    conn = _to(state)
+    rcv = conn.rcv_nxt - REMOTE_ISS
+    conn.receive(remote(rcv, flags=RST), 1.0)
+    assert conn.state is State.CLOSED
+    if state is not State.TIME_WAIT:
+        assert conn.events() == [ConnectionClosed(conn.error)]
+        assert conn.error.reason == "reset"
+    assert sent(conn, 1.0) == []
+
+
+@pytest.mark.parametrize("state", ALL_SYNC, ids=lambda s: s.value)
+def test_in_window_reset_draws_challenge_ack(state):
+    conn = _to(state)
+    rcv = conn.rcv_nxt - REMOTE_ISS
+    conn.receive(remote(rcv + 100, flags=RST), 1.0)
+    assert conn.state is state
+    [ack] = sent(conn, 1.0)
+    assert ack.flags == ACK and ack.ack == conn.rcv_nxt & 0xFFFFFFFF
+    assert conn.stats["challenge_acks"] == 1
+
+
+@pytest.mark.parametrize("state", ALL_SYNC, ids=lambda s: s.value)
+def test_out_of_window_reset_is_ignored(state):
+    conn = _to(state)
+    conn.receive(remote(WINDOW + 5000, flags=RST), 1.0)
+    conn.receive(remote(-10, flags=RST), 1.0)
+    assert conn.state is state
+    assert sent(conn, 1.0) == []
+
+
+def test_reset_in_syn_received_closes():
+    conn = listen_and_syn()
+    sent(conn, 0.0)
+    conn.receive(remote(1, flags=RST), 0.1)
+    assert conn.state is State.CLOSED
+
+
+@pytest.mark.parametrize("state", ALL_SYNC, ids=lambda s: s.value)
+def test_syn_in_synchronized_state_draws_challenge_ack(state):
+    conn = _to(state)
+    conn.receive(remote(12345, flags=SYN), 1.0)
+    assert conn.state is state
+    [ack] = sent(conn, 1.0)
+    assert ack.flags == ACK and ack.seq == conn.snd_max & 0xFFFFFFFF
+
+
+def test_challenge_acks_are_rate_limited():
+    conn = established(plain_config(challenge_ack_limit=3))
+    answers = 0
+    for i in range(10):
+        conn.receive(remote(500 + i, flags=RST), 1.0 + i * 0.01)
+        answers += len(sent(conn, 1.0))
+    assert answers == 3
+    assert conn.stats["challenge_acks_suppressed"] == 7
+    conn.receive(remote(600, flags=RST), 2.5)          # a new one-second window
+    assert len(sent(conn, 2.5)) == 1
+
+
+# ---------------------------------------------------------------- bad ACKs, old duplicates, windows
+
+
+def test_ack_for_unsent_data_is_answered_and_dropped():
+    conn = established()
+    conn.receive(remote(1, 500, ACK, b"data"), 0.1)
+    assert conn.readable == 0
+    assert only(conn, 0.1) == local(1, 1)
+    assert conn.stats["ack_unacceptable"] == 1
+
+
+def test_ack_too_far_behind_is_challenged():
+    conn = established()
+    conn.receive(remote(1, -WINDOW - 100, ACK, b"x"), 0.1)
+    assert conn.readable == 0
+    assert conn.stats["challenge_acks"] == 1
+
+
+def test_old_duplicate_is_acknowledged_not_delivered_twice():
+    conn = established()
+    conn.receive(remote(1, 1, ACK, b"abc"), 0.0)
+    sent(conn, 0.0)
+    conn.receive(remote(1, 1, ACK, b"abc"), 0.1)
+    assert conn.read() == b"abc"
+    assert only(conn, 0.1) == local(1, 4, window=WINDOW - 3)
+
+
+def test_overlap_with_left_edge_is_trimmed():
+    conn = established()
+    conn.receive(remote(1, 1, ACK, b"abc"), 0.0)
+    conn.receive(remote(2, 1, ACK, b"bcdef"), 0.0)
+    assert conn.read() == b"abcdef"
+
+
+def test_data_beyond_the_window_is_trimmed():
+    conn = established(plain_config(recv_buffer=10))
+    conn.receive(remote(1, 1, ACK | FIN, b"0123456789abc"), 0.0)
+    assert conn.read() == b"0123456789"
+    assert conn.state is State.ESTABLISHED    # the FIN lay beyond the window
+
+
+def test_zero_window_accepts_only_empty_segments_at_rcv_nxt():
+    conn = established(plain_config(recv_buffer=4))
+    conn.receive(remote(1, 1, ACK, b"full"), 0.0)
+    assert only(conn, 0.0) == local(1, 5, window=0)
+    conn.receive(remote(5, 1, ACK, b"more"), 0.1)
+    assert conn.stats["unacceptable"] == 1
+    assert only(conn, 0.1) == local(1, 5, window=0)
+    conn.receive(remote(5, 1, ACK), 0.2)
+    assert sent(conn, 0.2) == []
+    assert conn.read() == b"full"
+    assert only(conn, 0.3) == local(1, 5, window=4)   # reading reopens the window
+
+
+def test_out_of_order_segments_are_reassembled():
+    conn = established()
+    conn.receive(remote(7, 1, ACK, b"ghi"), 0.0)
+    assert only(conn, 0.0) == local(1, 1)          # duplicate ACK at once
+    conn.receive(remote(4, 1, ACK, b"def"), 0.0)
+    conn.receive(remote(1, 1, ACK, b"abc"), 0.0)
+    assert only(conn, 0.0) == local(1, 10, window=WINDOW - 9)
+    assert conn.read() == b"abcdefghi"
+
+
+def test_segment_without_ack_is_dropped():
+    conn = established()
+    conn.receive(remote(1, 0, PSH, b"abc"), 0.0)
+    assert conn.readable == 0
+
+
+def test_abort_sends_reset():
+    conn = established()
+    conn.abort()
+    assert conn.state is State.CLOSED
+    assert only(conn, 0.0) == local(1, 1, RST | ACK, window=0)
