@@ -1,0 +1,1 @@
+"""Example applications on the user-level stacks, and the demo."""

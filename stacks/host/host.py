@@ -1,0 +1,565 @@
+"""The IP host layer: one Host per port, transports attached by protocol number.
+
+A Host turns Ethernet frames from a :class:`~multistack.port.Port` into IP
+packets for its transports (UDP, UTCP) and back.  It checks every frame
+(malformed, not for our MAC, not for our address, fragment, no handler...:
+each a counted drop), resolves next hops through a
+:class:`~stacks.host.neighbours.NeighbourResolver`, keeps a path-MTU table
+fed by ICMP "fragmentation needed" / ICMPv6 "packet too big", and hands
+ICMP errors to the transport whose packet caused them.  When it owns the
+link (TAP, memory pair) it answers echo requests; over the kernel module the
+OS does.
+
+The core (``handle_frame``, ``run_timers``, ``poll_at``, ``flush``) takes
+the time as an argument and can be driven by hand in tests; :meth:`run` is
+the trio runtime on top: one task per port that waits on the port's
+descriptor or the next deadline, drains RX in batches, dispatches, runs
+timers, and flushes TX with one ``sync`` per batch.
+
+Not done (counted drops instead): IP fragments (no reassembly, no
+fragmentation on send: :class:`PacketTooBig`), IPv4 options are accepted
+but ignored, VLAN-tagged frames, broadcast/multicast IP for transports.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import typing
+from collections import Counter, deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface, ip_address, ip_interface
+
+from multistack.port import Port
+from stacks.wire.arp import ArpRepr
+from stacks.wire.errors import MalformedPacket
+from stacks.wire.ethernet import EtherType, EthernetRepr, MacAddress
+from stacks.wire.icmpv4 import DestUnreachable, Icmpv4Repr, Icmpv4Type
+from stacks.wire.icmpv6 import Icmpv6Repr, Icmpv6Type
+from stacks.wire.ipv4 import Ipv4Repr
+from stacks.wire.ipv6 import Ipv6Repr
+
+from .addressing import multicast_mac, solicited_node
+from .neighbours import NeighbourResolver
+
+IPAddress = IPv4Address | IPv6Address
+IPInterface = IPv4Interface | IPv6Interface
+
+ICMPV4 = 1
+ICMPV6 = 58
+ETHERNET_HEADER = 14
+IPV4_HEADER = 20
+IPV6_HEADER = 40
+MIN_PMTU_V4 = 552  # Linux's min_pmtu: smaller "fragmentation needed" MTUs are not believed
+MIN_PMTU_V6 = 1280  # RFC 8200: every IPv6 link carries 1280
+PMTU_LIFETIME = 600.0  # RFC 1191 / RFC 8201: forget a learned PMTU after 10 minutes
+ALL_NODES = IPv6Address("ff02::1")
+
+
+class PacketTooBig(ValueError):
+    """A packet does not fit the path MTU (the host does not fragment)."""
+
+    def __init__(self, size: int, mtu: int):
+        super().__init__(f"IP packet of {size} bytes exceeds the path MTU of {mtu}")
+        self.size = size
+        self.mtu = mtu
+
+
+class NoRoute(ValueError):
+    """No on-link network and no gateway for a destination."""
+
+
+class IcmpErrorKind(enum.Enum):
+    UNREACHABLE = "unreachable"  # destination / host / protocol / port unreachable
+    FRAG_NEEDED = "frag-needed"  # ICMPv4 3/4: the path MTU shrank
+    PACKET_TOO_BIG = "packet-too-big"  # ICMPv6 2: the path MTU shrank
+    TIME_EXCEEDED = "time-exceeded"
+    PARAMETER_PROBLEM = "parameter-problem"
+
+
+@dataclass(frozen=True)
+class IcmpError:
+    """An ICMP/ICMPv6 error about a packet this host sent.
+
+    ``src``/``dst``/``proto``/``src_port``/``dst_port`` come from the quoted
+    (original) packet, so ``src``/``src_port`` are ours.  ``mtu`` is the path
+    MTU now in force for ``dst`` (frag-needed and packet-too-big only).
+    ``reporter`` sent the error (ourselves for a neighbour that never
+    answered).  ``quoted_payload`` is the start of the original transport
+    header (at least 8 bytes for a well-behaved reporter: TCP's sequence
+    number for RFC 5927 checks).
+    """
+
+    kind: IcmpErrorKind
+    icmp_type: int
+    icmp_code: int
+    reporter: IPAddress
+    src: IPAddress
+    dst: IPAddress
+    proto: int
+    src_port: int | None
+    dst_port: int | None
+    mtu: int | None = None
+    quoted_payload: bytes = b""
+
+    @property
+    def is_hard(self) -> bool:
+        """Port/protocol unreachable (RFC 1122 4.2.3.9): the peer says no."""
+        if self.kind is not IcmpErrorKind.UNREACHABLE:
+            return False
+        if self.src.version == 4:
+            return self.icmp_code in (DestUnreachable.PROTOCOL, DestUnreachable.PORT)
+        return self.icmp_code == 4  # ICMPv6 port unreachable
+
+
+class ProtocolHandler(typing.Protocol):
+    """A transport (UDP, UTCP) attached to a Host; sans-IO apart from host.send_ip.
+
+    ``payload`` views point into the port's receive buffers and are only
+    valid during the call: copy what is kept.
+    """
+
+    def on_packet(self, src: IPAddress, dst: IPAddress, payload: memoryview, now: float) -> None: ...
+    def on_icmp_error(self, error: IcmpError, now: float) -> None: ...
+    def poll_at(self) -> float | None: ...
+    def on_timer(self, now: float) -> None: ...
+
+
+def _default_clock() -> float:
+    import trio
+
+    return trio.current_time()
+
+
+class Host:
+    """An IP host on one port.  See the module docstring."""
+
+    def __init__(self, port: Port, addresses: Sequence[IPInterface | str], *,
+                 neighbours: NeighbourResolver,
+                 gateway: IPAddress | str | Iterable[IPAddress | str] | None = None,
+                 answer_echo: bool | None = None, clock: typing.Callable[[], float] | None = None,
+                 rx_batch: int = 256, neighbour_queue: int = 64, tx_backlog: int = 4096):
+        self.port = port
+        self.mac = MacAddress(bytes(port.mac))
+        self.interfaces: list[IPInterface] = [ip_interface(a) for a in addresses]
+        if not self.interfaces:
+            raise ValueError("a Host needs at least one address")
+        self.ipv4_addresses = frozenset(i.ip for i in self.interfaces if i.version == 4)
+        self.ipv6_addresses = frozenset(i.ip for i in self.interfaces if i.version == 6)
+        self._ipv6_groups = {ALL_NODES} | {solicited_node(a) for a in self.ipv6_addresses}
+        self.gateways: dict[int, IPAddress] = {}
+        if gateway is not None:
+            for g in [gateway] if isinstance(gateway, (str, IPv4Address, IPv6Address)) else gateway:
+                g = ip_address(g)
+                if not any(g in i.network for i in self.interfaces if i.version == g.version):
+                    raise ValueError(f"gateway {g} is not on any of the host's networks")
+                self.gateways[g.version] = g
+        self.neighbours = neighbours
+        self.answer_echo = neighbours.owns_link if answer_echo is None else answer_echo
+        self.rx_batch = rx_batch
+        self.neighbour_queue = neighbour_queue
+        self.tx_backlog = tx_backlog
+        self._clock = clock or _default_clock
+        #: Counters: frames/packets in and out, and every drop as ``drop_<reason>``.
+        self.counters: Counter[str] = Counter()
+        self._handlers: dict[int, ProtocolHandler] = {}
+        self._tx: list[bytes] = []
+        # Packets (ethertype, ip packet, src, dst, proto) waiting for their next hop's MAC.
+        self._waiting: dict[IPAddress, deque[tuple[int, bytes, IPAddress, IPAddress, int]]] = {}
+        self._pmtu: dict[IPAddress, tuple[int, float]] = {}
+        self._ident = 0
+        self._in_runtime = False
+        self._woken = False
+        self._wait_scope = None
+        neighbours.attach(self)
+
+    # -- API for transports ---------------------------------------------
+
+    def attach(self, proto: int, handler: ProtocolHandler) -> None:
+        if proto in (ICMPV4, ICMPV6):
+            raise ValueError("ICMP is handled by the host itself")
+        if not 0 <= proto < 256:
+            raise ValueError(f"IP protocol {proto} out of range")
+        if proto in self._handlers:
+            raise ValueError(f"protocol {proto} already has a handler")
+        self._handlers[proto] = handler
+
+    def handler(self, proto: int) -> ProtocolHandler | None:
+        return self._handlers.get(proto)
+
+    def send_ip(self, src: IPAddress, dst: IPAddress, proto: int, payload: bytes) -> None:
+        """Queue one IP packet from ``src`` (one of ours) to ``dst``.
+
+        Raises PacketTooBig, NoRoute or ValueError (not our address, mixed
+        families); otherwise the packet is sent or counted as dropped.
+        """
+        if src not in (self.ipv4_addresses if src.version == 4 else self.ipv6_addresses):
+            raise ValueError(f"{src} is not an address of this host")
+        if src.version != dst.version:
+            raise ValueError(f"cannot send from {src} to {dst}: different IP versions")
+        if dst in self.ipv4_addresses or dst in self.ipv6_addresses:
+            raise NoRoute(f"{dst} is this host's own address (no loopback here)")
+        size = (IPV4_HEADER if src.version == 4 else IPV6_HEADER) + len(payload)
+        mtu = self.path_mtu(dst)
+        if size > mtu:
+            raise PacketTooBig(size, mtu)
+        self._send_packet(src, dst, proto, payload, self._clock())
+
+    def path_mtu(self, dst: IPAddress) -> int:
+        """The largest IP packet (header included) that reaches ``dst`` unfragmented."""
+        learned = self._pmtu.get(dst)
+        if learned is not None:
+            return min(learned[0], self.port.mtu)
+        return self.port.mtu
+
+    def wakeup(self) -> None:
+        """Make the runtime flush output and re-read deadlines soon."""
+        self._woken = True
+        if self._wait_scope is not None:
+            self._wait_scope.cancel()
+
+    def source_address_for(self, dst: IPAddress) -> IPAddress | None:
+        """Our address on ``dst``'s network, else our first of its family."""
+        same_family = [i for i in self.interfaces if i.version == dst.version]
+        for interface in same_family:
+            if dst in interface.network:
+                return interface.ip
+        return same_family[0].ip if same_family else None
+
+    def next_hop(self, dst: IPAddress) -> IPAddress:
+        for interface in self.interfaces:
+            if interface.version == dst.version and dst in interface.network:
+                return dst
+        if dst.version == 6 and dst.is_link_local:
+            return dst
+        gateway = self.gateways.get(dst.version)
+        if gateway is None:
+            raise NoRoute(f"no route to {dst}: not on-link and no IPv{dst.version} gateway")
+        return gateway
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.counters[key] += n
+
+    def drops(self) -> dict[str, int]:
+        return {k[5:]: v for k, v in self.counters.items() if k.startswith("drop_")}
+
+    # -- API for neighbour resolvers ------------------------------------
+
+    def transmit_frame(self, frame: bytes) -> None:
+        self._queue_tx(frame)
+
+    def transmit_icmpv6(self, src: IPv6Address, dst: IPv6Address, dst_mac: MacAddress,
+                        icmp: Icmpv6Repr, *, hop_limit: int = 64) -> None:
+        packet = Ipv6Repr(src, dst, ICMPV6, hop_limit=hop_limit).emit(icmp.emit(src, dst))
+        self._queue_tx(EthernetRepr(dst_mac, self.mac, EtherType.IPV6).emit(packet))
+
+    def neighbour_resolved(self, address: IPAddress, mac: MacAddress, now: float) -> None:
+        for ethertype, packet, *_ in self._waiting.pop(address, ()):
+            self._queue_tx(EthernetRepr(mac, self.mac, ethertype).emit(packet))
+
+    def neighbour_failed(self, address: IPAddress, now: float) -> None:
+        waiting = self._waiting.pop(address, ())
+        self.count("drop_neighbour_unresolved", len(waiting))
+        # Tell the transports, as a host-unreachable from ourselves (as Linux does).
+        for _, packet, src, dst, proto in waiting:
+            header = IPV4_HEADER if src.version == 4 else IPV6_HEADER
+            self._dispatch_error(IcmpError(
+                IcmpErrorKind.UNREACHABLE, 3 if src.version == 4 else 1,
+                DestUnreachable.HOST if src.version == 4 else 3, src, src, dst, proto,
+                *_ports(proto, packet[header:]), quoted_payload=packet[header:header + 8]), now)
+
+    # -- core: receive --------------------------------------------------
+
+    def handle_frame(self, frame: memoryview | bytes, now: float) -> None:
+        """Process one received Ethernet frame."""
+        self.counters["rx_frames"] += 1
+        try:
+            eth, rest = EthernetRepr.parse_with_payload(frame)
+        except MalformedPacket:
+            self.counters["drop_bad_ethernet"] += 1
+            return
+        if eth.vlan is not None:
+            self.counters["drop_vlan_tagged"] += 1
+            return
+        if eth.dst != self.mac and not eth.dst.is_multicast:
+            self.counters["drop_not_our_mac"] += 1
+            return
+        ethertype = eth.ethertype
+        if ethertype == EtherType.IPV4:
+            self._handle_ipv4(rest, now)
+        elif ethertype == EtherType.IPV6:
+            self._handle_ipv6(eth, rest, now)
+        elif ethertype == EtherType.ARP:
+            try:
+                arp = ArpRepr.parse(rest)
+            except MalformedPacket:
+                self.counters["drop_bad_arp"] += 1
+                return
+            self.neighbours.on_arp(arp, now)
+        else:
+            self.counters["drop_unknown_ethertype"] += 1
+
+    def _handle_ipv4(self, data: memoryview, now: float) -> None:
+        try:
+            ip, payload = Ipv4Repr.parse_with_payload(data)
+        except MalformedPacket:
+            self.counters["drop_bad_ipv4"] += 1
+            return
+        if ip.dst not in self.ipv4_addresses:
+            self.counters["drop_not_our_address"] += 1
+            return
+        if ip.is_fragment:
+            self.counters["drop_fragment"] += 1
+            return
+        if ip.protocol == ICMPV4:
+            self._handle_icmpv4(ip, payload, now)
+        else:
+            self._deliver(ip.src, ip.dst, ip.protocol, payload, now)
+
+    def _handle_ipv6(self, eth: EthernetRepr, data: memoryview, now: float) -> None:
+        try:
+            ip, payload = Ipv6Repr.parse_with_payload(data)
+        except MalformedPacket:
+            self.counters["drop_bad_ipv6"] += 1
+            return
+        if ip.dst not in self.ipv6_addresses and ip.dst not in self._ipv6_groups:
+            self.counters["drop_not_our_address"] += 1
+            return
+        if ip.fragment is not None:
+            self.counters["drop_fragment"] += 1
+            return
+        if ip.protocol == ICMPV6:
+            self._handle_icmpv6(eth, ip, payload, now)
+        elif ip.dst.is_multicast:
+            self.counters["drop_multicast"] += 1
+        else:
+            self._deliver(ip.src, ip.dst, ip.protocol, payload, now)
+
+    def _deliver(self, src: IPAddress, dst: IPAddress, proto: int, payload: memoryview,
+                 now: float) -> None:
+        handler = self._handlers.get(proto)
+        if handler is None:
+            self.counters["drop_no_handler"] += 1
+            return
+        self.counters["rx_delivered"] += 1
+        handler.on_packet(src, dst, payload, now)
+
+    def _handle_icmpv4(self, ip: Ipv4Repr, payload: memoryview, now: float) -> None:
+        try:
+            icmp = Icmpv4Repr.parse(payload)
+        except MalformedPacket:
+            self.counters["drop_bad_icmp"] += 1
+            return
+        if icmp.type == Icmpv4Type.ECHO_REQUEST:
+            if not self.answer_echo:
+                self.counters["drop_echo_os_answers"] += 1
+                return
+            self.counters["echo_replies_sent"] += 1
+            reply = Icmpv4Repr.echo_reply(icmp.ident, icmp.seq, icmp.data)
+            self._send_packet(ip.dst, ip.src, ICMPV4, reply.emit(), now)
+        elif icmp.type == Icmpv4Type.DEST_UNREACHABLE:
+            if icmp.code == DestUnreachable.FRAGMENTATION_NEEDED:
+                self._icmp_error(IcmpErrorKind.FRAG_NEEDED, icmp, ip.src, icmp.next_hop_mtu, now)
+            else:
+                self._icmp_error(IcmpErrorKind.UNREACHABLE, icmp, ip.src, None, now)
+        elif icmp.type == Icmpv4Type.TIME_EXCEEDED:
+            self._icmp_error(IcmpErrorKind.TIME_EXCEEDED, icmp, ip.src, None, now)
+        elif icmp.type == Icmpv4Type.PARAMETER_PROBLEM:
+            self._icmp_error(IcmpErrorKind.PARAMETER_PROBLEM, icmp, ip.src, None, now)
+        else:
+            self.counters["drop_icmp_other"] += 1
+
+    def _handle_icmpv6(self, eth: EthernetRepr, ip: Ipv6Repr, payload: memoryview,
+                       now: float) -> None:
+        try:
+            icmp = Icmpv6Repr.parse(payload, ip.src, ip.dst)
+        except MalformedPacket:
+            self.counters["drop_bad_icmp"] += 1
+            return
+        kind = icmp.type
+        if kind in (Icmpv6Type.NEIGHBOR_SOLICIT, Icmpv6Type.NEIGHBOR_ADVERT):
+            self.neighbours.on_ndp(ip, icmp, eth.src, now)
+        elif kind == Icmpv6Type.ECHO_REQUEST:
+            if not self.answer_echo:
+                self.counters["drop_echo_os_answers"] += 1
+            elif ip.dst.is_multicast:
+                self.counters["drop_echo_multicast"] += 1
+            else:
+                self.counters["echo_replies_sent"] += 1
+                reply = Icmpv6Repr.echo_reply(icmp.ident, icmp.seq, icmp.data)
+                self._send_packet(ip.dst, ip.src, ICMPV6, reply.emit(ip.dst, ip.src), now)
+        elif kind == Icmpv6Type.PACKET_TOO_BIG:
+            self._icmp_error(IcmpErrorKind.PACKET_TOO_BIG, icmp, ip.src, icmp.mtu, now)
+        elif kind == Icmpv6Type.DEST_UNREACHABLE:
+            self._icmp_error(IcmpErrorKind.UNREACHABLE, icmp, ip.src, None, now)
+        elif kind == Icmpv6Type.TIME_EXCEEDED:
+            self._icmp_error(IcmpErrorKind.TIME_EXCEEDED, icmp, ip.src, None, now)
+        elif kind == Icmpv6Type.PARAMETER_PROBLEM:
+            self._icmp_error(IcmpErrorKind.PARAMETER_PROBLEM, icmp, ip.src, None, now)
+        else:  # router solicitations/advertisements, MLD, ...: the host needs none
+            self.counters["drop_icmp_other"] += 1
+
+    def _icmp_error(self, kind: IcmpErrorKind, icmp: Icmpv4Repr | Icmpv6Repr,
+                    reporter: IPAddress, mtu: int | None, now: float) -> None:
+        try:
+            quoted = icmp.quoted
+        except MalformedPacket:
+            self.counters["drop_bad_icmp_quote"] += 1
+            return
+        src, dst = quoted.ip.src, quoted.ip.dst
+        if src not in self.ipv4_addresses and src not in self.ipv6_addresses:
+            self.counters["drop_icmp_error_not_ours"] += 1
+            return
+        if mtu is not None:
+            mtu = self._learn_pmtu(dst, mtu, quoted.ip, now)
+        self.counters["icmp_errors_received"] += 1
+        self._dispatch_error(IcmpError(kind, icmp.type, icmp.code, reporter, src, dst,
+                                       quoted.protocol, quoted.src_port, quoted.dst_port, mtu,
+                                       quoted.payload[:64]), now)
+
+    def _dispatch_error(self, error: IcmpError, now: float) -> None:
+        handler = self._handlers.get(error.proto)
+        if handler is None:
+            self.counters["drop_icmp_error_no_handler"] += 1
+            return
+        handler.on_icmp_error(error, now)
+
+    def _learn_pmtu(self, dst: IPAddress, reported: int, quoted_ip, now: float) -> int:
+        current = self.path_mtu(dst)
+        floor = MIN_PMTU_V4 if dst.version == 4 else MIN_PMTU_V6
+        if reported == 0 and dst.version == 4:
+            # RFC 1191, 7: a router that does not say; step down from what we sent.
+            reported = current - IPV4_HEADER if current > floor else floor
+        mtu = max(floor, min(reported, current))
+        if mtu < current:
+            self.counters["pmtu_reductions"] += 1
+            self._pmtu[dst] = (mtu, now + PMTU_LIFETIME)
+        return self.path_mtu(dst)
+
+    # -- core: send -----------------------------------------------------
+
+    def _send_packet(self, src: IPAddress, dst: IPAddress, proto: int, payload: bytes,
+                     now: float) -> None:
+        if src.version == 4:
+            self._ident = (self._ident + 1) & 0xFFFF
+            # TCP sets DF for path-MTU discovery; UDP leaves routers free to fragment.
+            header = Ipv4Repr(src, dst, proto, ident=self._ident, dont_fragment=proto == 6)
+            ethertype = EtherType.IPV4
+        else:
+            header = Ipv6Repr(src, dst, proto)
+            ethertype = EtherType.IPV6
+        packet = header.emit(payload)
+        self.counters["tx_packets"] += 1
+        if dst.is_multicast or (dst.version == 4 and dst == IPv4Address("255.255.255.255")):
+            self._queue_tx(EthernetRepr(multicast_mac(dst), self.mac, ethertype).emit(packet))
+            return
+        try:
+            hop = self.next_hop(dst)
+        except NoRoute:
+            self.counters["drop_no_route"] += 1
+            raise
+        mac = self.neighbours.lookup(hop, now)
+        if mac is not None:
+            self._queue_tx(EthernetRepr(mac, self.mac, ethertype).emit(packet))
+            return
+        queue = self._waiting.setdefault(hop, deque())
+        if len(queue) >= self.neighbour_queue:
+            self.counters["drop_neighbour_queue_full"] += 1
+            return
+        queue.append((ethertype, packet, src, dst, proto))
+        self._kick()  # the resolver has a new deadline
+
+    def _queue_tx(self, frame: bytes) -> None:
+        if len(self._tx) >= self.tx_backlog:
+            self.counters["drop_tx_backlog_full"] += 1
+            return
+        self._tx.append(frame)
+        self._kick()
+
+    def _kick(self) -> None:
+        # Output queued from outside the runtime loop (an app task) needs the
+        # runtime to wake up and flush.
+        if not self._in_runtime:
+            self.wakeup()
+
+    # -- core: timers and output ----------------------------------------
+
+    def poll_at(self) -> float | None:
+        """The earliest deadline of the resolver, the transports and the port."""
+        deadlines = [self.neighbours.poll_at()]
+        deadlines += [h.poll_at() for h in self._handlers.values()]
+        port_poll = getattr(self.port, "poll_at", None)
+        if port_poll is not None:
+            deadlines.append(port_poll())
+        return min((d for d in deadlines if d is not None), default=None)
+
+    def run_timers(self, now: float) -> None:
+        due = self.neighbours.poll_at()
+        if due is not None and due <= now:
+            self.neighbours.on_timer(now)
+        for handler in list(self._handlers.values()):
+            due = handler.poll_at()
+            if due is not None and due <= now:
+                handler.on_timer(now)
+
+    def flush(self) -> None:
+        """Hand queued frames to the port and sync once."""
+        if not self._tx:
+            return
+        queued = self.port.send_batch(self._tx)
+        self.port.sync()
+        if queued < len(self._tx):  # the ring was full: the sync made room
+            queued += self.port.send_batch(self._tx[queued:])
+            self.port.sync()
+        self.counters["tx_frames"] += queued
+        del self._tx[:queued]
+
+    def take_output(self) -> list[bytes]:
+        """Remove and return the queued frames (for driving the core by hand)."""
+        frames, self._tx = self._tx, []
+        return frames
+
+    def pending_output(self) -> int:
+        return len(self._tx)
+
+    # -- runtime --------------------------------------------------------
+
+    def step(self, now: float) -> int:
+        """One runtime iteration without waiting: receive, dispatch, timers, flush."""
+        self._in_runtime = True
+        try:
+            frames = self.port.recv_batch(self.rx_batch)
+            for frame in frames:
+                self.handle_frame(frame, now)
+            self.run_timers(now)
+        finally:
+            self._in_runtime = False
+        self.flush()
+        return len(frames)
+
+    async def run(self) -> None:
+        """Serve the port until cancelled (or the port closes: PortClosedError)."""
+        import trio
+
+        fd = self.port.fileno()
+        while True:
+            self._woken = False
+            received = self.step(self._clock())
+            if received >= self.rx_batch or self._woken:
+                await trio.lowlevel.checkpoint()
+                continue
+            deadline = self.poll_at()
+            with trio.move_on_at(math.inf if deadline is None else deadline) as scope:
+                self._wait_scope = scope
+                try:
+                    if not self._woken:
+                        await trio.lowlevel.wait_readable(fd)
+                finally:
+                    self._wait_scope = None
+
+
+def _ports(proto: int, transport: bytes) -> tuple[int | None, int | None]:
+    if proto in (6, 17) and len(transport) >= 4:
+        return int.from_bytes(transport[0:2], "big"), int.from_bytes(transport[2:4], "big")
+    return None, None

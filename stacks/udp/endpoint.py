@@ -1,0 +1,197 @@
+"""UDP (RFC 768) for a Host: bound endpoints and the demultiplexer, sans-IO.
+
+:class:`UdpLayer` is the host's protocol handler for UDP.  It checks each
+datagram (length, checksum), finds the endpoint bound to its destination
+(exact address first, then the wildcard of that family) and queues it
+there; a datagram nobody is bound to is a counted drop.  ICMP errors about
+datagrams we sent go to the endpoint that sent them.  Sending builds the
+datagram (checksum over the pseudo-header) and hands it to ``host.send_ip``.
+No I/O, no clock: the trio API in :mod:`stacks.udp.socket` waits on top.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address, ip_address
+
+from stacks.host.host import Host, IcmpError, IPAddress
+from stacks.wire.errors import MalformedPacket
+from stacks.wire.udp import PROTOCOL, UdpRepr
+
+WILDCARDS = {4: IPv4Address("0.0.0.0"), 6: IPv6Address("::")}
+EPHEMERAL_PORTS = range(49152, 65536)  # RFC 6335
+MAX_PAYLOAD = 65535 - 8
+
+
+@dataclass(frozen=True)
+class Datagram:
+    data: bytes
+    src: tuple[IPAddress, int]
+    dst: tuple[IPAddress, int]
+
+
+class UdpEndpoint:
+    """A bound (address, port): queues of received datagrams and ICMP errors.
+
+    ``address`` may be the wildcard of its family (0.0.0.0 or ::).  Queues
+    are bounded; overflow is counted in ``dropped``.  ``notify`` (set by an
+    API layer) is called after anything is queued.
+    """
+
+    def __init__(self, layer: "UdpLayer", address: IPAddress, port: int, queue_limit: int):
+        self.layer = layer
+        self.address = address
+        self.port = port
+        self.queue_limit = queue_limit
+        self.received: deque[Datagram] = deque()
+        self.errors: deque[IcmpError] = deque(maxlen=queue_limit)
+        self.dropped = 0
+        self.notify: Callable[[], None] | None = None
+        self.closed = False
+
+    @property
+    def is_wildcard(self) -> bool:
+        return self.address == WILDCARDS[self.address.version]
+
+    def datagram_received(self, datagram: Datagram) -> None:
+        if len(self.received) >= self.queue_limit:
+            self.dropped += 1
+            self.layer.counters["drop_queue_full"] += 1
+            return
+        self.received.append(datagram)
+        if self.notify:
+            self.notify()
+
+    def error_received(self, error: IcmpError) -> None:
+        self.errors.append(error)
+        if self.notify:
+            self.notify()
+
+    def send(self, data: bytes, dst: IPAddress, dst_port: int, *,
+             source: IPAddress | None = None) -> None:
+        """Send one datagram (raises PacketTooBig, NoRoute, ValueError).
+
+        ``source`` chooses our address when the endpoint is a wildcard.
+        """
+        if self.closed:
+            raise ValueError("endpoint is closed")
+        self.layer.send(self, bytes(data), dst, dst_port, source=source)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.layer.unbind(self)
+
+
+class UdpLayer:
+    """The UDP protocol handler of one Host.  Get it with :meth:`of`."""
+
+    def __init__(self, host: Host, *, verify_checksums: bool = True, seed: int | None = None):
+        self.host = host
+        self.verify_checksums = verify_checksums
+        self.counters: Counter[str] = Counter()
+        self._endpoints: dict[tuple[IPAddress, int], UdpEndpoint] = {}
+        self._random = random.Random(seed)
+        host.attach(PROTOCOL, self)
+
+    @classmethod
+    def of(cls, host: Host) -> "UdpLayer":
+        """The host's UDP layer, attached on first use."""
+        existing = host.handler(PROTOCOL)
+        if existing is None:
+            return cls(host)
+        if not isinstance(existing, cls):
+            raise ValueError(f"protocol 17 of this host is handled by {type(existing).__name__}")
+        return existing
+
+    def bind(self, address: IPAddress | str, port: int, *, queue_limit: int = 256) -> UdpEndpoint:
+        """Bind (address, port); port 0 picks a free ephemeral port."""
+        address = ip_address(address)
+        if not address == WILDCARDS[address.version]:
+            ours = self.host.ipv4_addresses if address.version == 4 else self.host.ipv6_addresses
+            if address not in ours:
+                raise ValueError(f"{address} is not an address of this host")
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port {port} out of range")
+        if port == 0:
+            port = self._free_port(address)
+        key = (address, port)
+        wildcard = WILDCARDS[address.version]
+        clash = key in self._endpoints or (wildcard, port) in self._endpoints or (
+            address == wildcard and any(a.version == address.version and p == port
+                                        for a, p in self._endpoints))
+        if clash:
+            raise OSError(98, f"UDP {address} port {port} is already bound")  # EADDRINUSE
+        endpoint = UdpEndpoint(self, address, port, queue_limit)
+        self._endpoints[key] = endpoint
+        return endpoint
+
+    def unbind(self, endpoint: UdpEndpoint) -> None:
+        if self._endpoints.get((endpoint.address, endpoint.port)) is endpoint:
+            del self._endpoints[(endpoint.address, endpoint.port)]
+
+    def _free_port(self, address: IPAddress) -> int:
+        for _ in range(1000):
+            port = self._random.choice(EPHEMERAL_PORTS)
+            if (address, port) not in self._endpoints and \
+                    (WILDCARDS[address.version], port) not in self._endpoints:
+                return port
+        raise OSError(98, "no free ephemeral UDP port")
+
+    def lookup(self, address: IPAddress, port: int) -> UdpEndpoint | None:
+        return self._endpoints.get((address, port)) or \
+            self._endpoints.get((WILDCARDS[address.version], port))
+
+    # -- ProtocolHandler ------------------------------------------------
+
+    def on_packet(self, src: IPAddress, dst: IPAddress, payload: memoryview, now: float) -> None:
+        try:
+            udp = UdpRepr.parse(payload, src, dst, verify_checksum=self.verify_checksums)
+        except MalformedPacket:
+            self.counters["drop_malformed"] += 1
+            return
+        endpoint = self.lookup(dst, udp.dst_port)
+        if endpoint is None:
+            self.counters["drop_no_endpoint"] += 1
+            return
+        self.counters["rx_datagrams"] += 1
+        endpoint.datagram_received(Datagram(udp.payload, (src, udp.src_port), (dst, udp.dst_port)))
+
+    def on_icmp_error(self, error: IcmpError, now: float) -> None:
+        endpoint = self.lookup(error.src, error.src_port) if error.src_port is not None else None
+        if endpoint is None:
+            self.counters["drop_icmp_error_no_endpoint"] += 1
+            return
+        self.counters["icmp_errors"] += 1
+        endpoint.error_received(error)
+
+    def poll_at(self) -> float | None:
+        return None  # UDP keeps no timers
+
+    def on_timer(self, now: float) -> None:
+        pass
+
+    # -- sending --------------------------------------------------------
+
+    def send(self, endpoint: UdpEndpoint, data: bytes, dst: IPAddress | str, dst_port: int, *,
+             source: IPAddress | None = None) -> None:
+        dst = ip_address(dst)
+        if dst.version != endpoint.address.version:
+            raise ValueError(f"endpoint {endpoint.address} cannot send to {dst}")
+        if not 0 < dst_port <= 65535:
+            raise ValueError(f"destination port {dst_port} out of range")
+        if len(data) > MAX_PAYLOAD:
+            raise ValueError(f"UDP payload of {len(data)} bytes exceeds {MAX_PAYLOAD}")
+        src = endpoint.address
+        if endpoint.is_wildcard:
+            src = source if source is not None else self.host.source_address_for(dst)
+            if src is None:
+                raise ValueError(f"this host has no IPv{dst.version} address")
+        elif source is not None and source != src:
+            raise ValueError(f"endpoint bound to {src} cannot send from {source}")
+        segment = UdpRepr(endpoint.port, dst_port, data).emit(src, dst)
+        self.host.send_ip(src, dst, PROTOCOL, segment)
+        self.counters["tx_datagrams"] += 1
