@@ -1,0 +1,166 @@
+"""`multistack-ctl` subcommands that drive the kernel module.
+
+    multistack-ctl attach IFACE      attach MultiStack to IFACE (CAP_NET_ADMIN)
+    multistack-ctl detach IFACE      detach it; ports on IFACE become dead
+    multistack-ctl list              attached interfaces, ports (owning pid)
+                                     and their registered 3-tuples
+    multistack-ctl stats [IFACE]     counters per interface and per port
+
+Every subcommand takes ``--json``.  Errors the user can cause (module not
+loaded, no such interface, not attached, no permission) are one line on
+stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from .errors import CtlError
+
+
+def _kernel():
+    try:
+        from . import kernel
+    except ImportError as exc:
+        raise CtlError(f"the kernel backend is unavailable: {exc}") from None
+    return kernel
+
+
+def _emit(args: argparse.Namespace, data: Any, lines: list[str]) -> None:
+    if getattr(args, "json", False):
+        json.dump(data, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+    else:
+        for line in lines:
+            print(line)
+
+
+def _call(fn, *a):
+    """Run a kernel-backend call, turning its errors into one-line CtlErrors."""
+    kernel = _kernel()
+    try:
+        return fn(*a)
+    except kernel.KernelModuleError as exc:
+        raise CtlError(str(exc)) from None
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    kernel = _kernel()
+    _call(kernel.attach, args.iface)
+    _emit(args, {"attached": args.iface}, [f"attached {args.iface}"])
+    return 0
+
+
+def cmd_detach(args: argparse.Namespace) -> int:
+    kernel = _kernel()
+    _call(kernel.detach, args.iface)
+    _emit(args, {"detached": args.iface}, [f"detached {args.iface}"])
+    return 0
+
+
+def _fmt_tuple(reg: dict) -> str:
+    addr = reg["address"]
+    if ":" in addr:
+        addr = f"[{addr}]"
+    return f"{reg['proto']} {addr}:{reg['port']}"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    kernel = _kernel()
+    ifaces = _call(kernel.status)
+    data = []
+    lines = []
+    for iface in ifaces:
+        ports = []
+        n = len(iface["ports"])
+        lines.append(f"{iface['name']} (ifindex {iface.get('ifindex', '?')}): "
+                     f"{n} port{'s' if n != 1 else ''}")
+        for port in iface["ports"]:
+            pid = port.get("pid")
+            comm = _comm(pid) if isinstance(pid, int) and pid > 0 else "?"
+            entry = {
+                "id": port["id"], "pid": pid, "command": comm, "dead": port["dead"],
+                "tx_slots": port.get("tx_slots"), "rx_slots": port.get("rx_slots"),
+                "buf_size": port.get("buf_size"), "mem": port.get("mem"),
+                "registrations": port["registrations"],
+            }
+            ports.append(entry)
+            state = "  DEAD" if port["dead"] else ""
+            lines.append(f"  port {port['id']}  pid {pid} ({comm})  "
+                         f"slots tx {port.get('tx_slots')} rx {port.get('rx_slots')}  "
+                         f"buf {port.get('buf_size')} B  mem {port.get('mem')} B{state}")
+            for reg in port["registrations"]:
+                lines.append(f"    {_fmt_tuple(reg)}")
+            if not port["registrations"]:
+                lines.append("    (no registrations)")
+        data.append({"iface": iface["name"], "ifindex": iface.get("ifindex"), "ports": ports})
+    if not ifaces:
+        lines.append("no interface attached")
+    _emit(args, data, lines)
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    kernel = _kernel()
+    ifaces = _call(kernel.status)
+    if args.iface is not None:
+        # The ioctl answers precisely why an interface has no counters.
+        counters = _call(kernel.interface_stats, args.iface)
+        found = [i for i in ifaces if i["name"] == args.iface]
+        ports = found[0]["ports"] if found else []
+        ifaces = [{"name": args.iface, "counters": counters, "ports": ports}]
+    data: dict[str, Any] = {}
+    lines: list[str] = []
+    for iface in ifaces:
+        entry = {"iface": iface["counters"],
+                 "ports": {str(p["id"]): p["counters"] for p in iface["ports"]}}
+        data[iface["name"]] = entry
+        names = list(iface["counters"])
+        for p in iface["ports"]:
+            names += [n for n in p["counters"] if n not in names]
+        cols = [iface["name"]] + [f"port {p['id']}" for p in iface["ports"]]
+        width = max([len(n) for n in names] + [7])
+        lines.append(f"{'':<{width}}  " + "  ".join(f"{c:>12}" for c in cols))
+        for name in names:
+            vals = [iface["counters"].get(name, "")] + [p["counters"].get(name, "")
+                                                       for p in iface["ports"]]
+            lines.append(f"{name:<{width}}  " + "  ".join(f"{v!s:>12}" for v in vals))
+    if not ifaces:
+        lines.append("no interface attached")
+    _emit(args, data, lines)
+    return 0
+
+
+def register_subcommands(sub: argparse._SubParsersAction,
+                         common: argparse.ArgumentParser | None = None) -> None:
+    """Add attach, detach, list and stats to `multistack-ctl`."""
+    parents = [common] if common is not None else []
+    p = sub.add_parser("attach", parents=parents,
+                       help="attach MultiStack to an interface (needs CAP_NET_ADMIN)")
+    p.add_argument("iface", help="interface name (in this network namespace)")
+    p.set_defaults(func=cmd_attach)
+
+    p = sub.add_parser("detach", parents=parents,
+                       help="detach MultiStack from an interface; its ports become dead")
+    p.add_argument("iface", help="interface name")
+    p.set_defaults(func=cmd_detach)
+
+    p = sub.add_parser("list", parents=parents,
+                       help="attached interfaces, ports with owning pid, registrations")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("stats", parents=parents,
+                       help="counters per attached interface and per port")
+    p.add_argument("iface", nargs="?", help="only this interface")
+    p.set_defaults(func=cmd_stats)
