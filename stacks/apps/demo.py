@@ -1,0 +1,309 @@
+"""The MultiStack demo: user-level stacks answering Linux clients in another namespace.
+
+    python -m stacks.apps.demo [--backend tap] [--count N]      (root: it makes namespaces)
+
+What runs today (backend ``tap``): a user-level IP host with a UDP echo
+service (RFC 862, port 7) runs in this process on a TAP port; the kernel
+side of the TAP sits in a fresh client network namespace, where Linux's own
+stack plays the client with a Python socket, netcat and ping, over IPv4 and
+IPv6.  The demo prints a merged transcript of who sent what, a table of who
+served what, and the counters of both sides, then removes the namespace.
+
+Growing it: a *backend* builds the topology (``TapBackend`` now; the kernel
+module's backend later attaches MultiStack to a veth and registers
+3-tuples) and an *act* is one client-side exercise that appends rows to the
+table (``ACTS``).  New services (the UTCP HTTP server, a legacy OS server,
+a spoofing attempt) are new acts; the rest stays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Interface, IPv6Interface, ip_interface
+
+import trio
+
+from multistack.tap import create_netns, delete_netns, ip, list_netns, open_tap_in_netns, unique_netns_name
+from stacks.apps.udp_echo import ECHO_PORT, EchoStats, serve_udp_echo
+from stacks.host import Host, OwnNeighbours
+from stacks.udp import UdpLayer
+
+NETNS_PREFIX = "msdemo"
+
+
+@dataclass
+class Row:
+    """One line of the "who served what" table."""
+
+    service: str
+    client: str
+    server: str
+    result: str
+    ok: bool
+
+
+@dataclass
+class Event:
+    time: float  # CLOCK_MONOTONIC, shared by every process on the machine
+    src: str
+    dst: str
+    text: str
+
+
+@dataclass
+class Demo:
+    """What every act can use: the topology, the running host, the records."""
+
+    client_ns: str
+    client_addresses: list[IPv4Interface | IPv6Interface]
+    stack_addresses: list[IPv4Interface | IPv6Interface]
+    host: Host
+    count: int
+    events: list[Event] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+    echo_stats: EchoStats = field(default_factory=EchoStats)
+
+    def stack_address(self, version: int):
+        return next(i.ip for i in self.stack_addresses if i.version == version)
+
+    def client_address(self, version: int):
+        return next(i.ip for i in self.client_addresses if i.version == version)
+
+    async def in_client(self, *argv: str, timeout: float = 20) -> trio.CompletedProcess:
+        """Run a command on the Linux stack of the client namespace."""
+        with trio.fail_after(timeout):
+            return await trio.run_process(["ip", "netns", "exec", self.client_ns, *argv],
+                                          capture_stdout=True, capture_stderr=True, check=False)
+
+
+def endpoint(address, port) -> str:
+    address = str(address)
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+# -- acts --------------------------------------------------------------
+
+
+async def act_udp_echo(demo: Demo, version: int) -> None:
+    target = demo.stack_address(version)
+    done = await demo.in_client(sys.executable, "-m", "stacks.apps.udp_client", str(target),
+                                str(ECHO_PORT), "--count", str(demo.count),
+                                "--label", f"hello over IPv{version}")
+    echoed = 0
+    for line in done.stdout.decode().splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        src, dst = endpoint(*event["src"]), endpoint(*event["dst"])
+        if event["event"] == "sent":
+            demo.events.append(Event(event["time"], f"linux  {src}", f"{dst}",
+                                     f"sends {event['data']!r} ({event['size']} B)"))
+        elif event["event"] == "echoed":
+            echoed += 1
+            demo.events.append(Event(event["time"], f"linux  {dst}", "",
+                                     f"got its echo back, rtt {event['rtt_ms']} ms"))
+        else:
+            demo.events.append(Event(event["time"], f"linux  {dst}", "", f"{event['event']}: "
+                                     f"{event['data']!r} {event.get('error', '')}"))
+    ok = done.returncode == 0 and echoed == demo.count
+    demo.rows.append(Row(f"UDP echo, IPv{version}", "Linux socket (Python)",
+                         "user-level UDP echo", f"{echoed}/{demo.count} echoed", ok))
+
+
+async def act_netcat(demo: Demo) -> None:
+    target = demo.stack_address(4)
+    message = "hello from netcat"
+    sent_at = time.monotonic()
+    done = await demo.in_client("sh", "-c", f"printf '{message}' | nc -u -w1 {target} {ECHO_PORT}")
+    reply = done.stdout.decode()
+    demo.events.append(Event(sent_at, "linux  nc -u", endpoint(target, ECHO_PORT), f"sends {message!r}"))
+    # netcat waits one idle second (-w1) before it exits and its output is known.
+    demo.events.append(Event(time.monotonic(), "linux  nc -u", "", f"printed {reply!r}"))
+    demo.rows.append(Row("UDP echo, IPv4", "netcat (nc -u)", "user-level UDP echo",
+                         "echoed" if reply == message else f"got {reply!r}", reply == message))
+
+
+async def act_ping(demo: Demo, version: int) -> None:
+    target = demo.stack_address(version)
+    argv = ["ping", "-c", str(demo.count), "-i", "0.2", "-W", "1", str(target)]
+    if version == 6:
+        argv.insert(1, "-6")
+    sent_at = time.monotonic()
+    done = await demo.in_client(*argv)
+    received = 0
+    for line in done.stdout.decode().splitlines():
+        if "packets transmitted" in line:
+            received = int(line.split(",")[1].split()[0])
+    demo.events.append(Event(sent_at, f"linux  ping{'6' if version == 6 else ''}", str(target),
+                             f"{demo.count} echo requests, {received} replies"))
+    demo.rows.append(Row(f"ping, IPv{version}", "Linux ping", "user-level host (ICMP echo)",
+                         f"{received}/{demo.count} answered", received == demo.count))
+
+
+Act = Callable[[Demo], Awaitable[None]]
+ACTS: list[tuple[str, Act]] = [
+    ("udp-echo-v4", lambda demo: act_udp_echo(demo, 4)),
+    ("udp-echo-v6", lambda demo: act_udp_echo(demo, 6)),
+    ("netcat", act_netcat),
+    ("ping-v4", lambda demo: act_ping(demo, 4)),
+    ("ping-v6", lambda demo: act_ping(demo, 6)),
+]
+
+
+# -- backends ----------------------------------------------------------
+
+
+class TapBackend:
+    """The user-level stack on a TAP device; Linux in the client namespace on
+    the device's kernel side.  The stack is its own host on that link: it
+    answers ARP, neighbour solicitations and pings itself."""
+
+    name = "tap"
+    description = "TAP device (user-level stack owns the link; the kernel module is not used)"
+    client_addresses = [ip_interface("10.200.0.1/24"), ip_interface("fd00:200::1/64")]
+    stack_addresses = [ip_interface("10.200.0.2/24"), ip_interface("fd00:200::2/64")]
+
+    def __init__(self):
+        self.client_ns = unique_netns_name(NETNS_PREFIX)
+        self.port = None
+
+    def setup(self) -> Host:
+        create_netns(self.client_ns)
+        self.port = open_tap_in_netns(self.client_ns, [str(a) for a in self.client_addresses])
+        return Host(self.port, self.stack_addresses, neighbours=OwnNeighbours())
+
+    def describe(self) -> list[str]:
+        port = self.port
+        return [
+            f"client namespace {self.client_ns} (Linux stack): {port.name} "
+            f"{' '.join(map(str, self.client_addresses))}  mac {_mac(port.kernel_mac)}",
+            f"user-level stack (this process, pid {os.getpid()}): TAP fd "
+            f"{' '.join(map(str, self.stack_addresses))}  mac {_mac(port.mac)}",
+        ]
+
+    def counter_sections(self, host: Host) -> list[tuple[str, dict[str, int]]]:
+        kernel = json.loads(ip("-s", "-j", "link", "show", "dev", self.port.name,
+                               netns=self.client_ns))[0]["stats64"]
+        return [
+            (f"TAP port {self.port.name} (user side)", self.port.stats().as_dict()),
+            (f"Linux interface {self.port.name} in {self.client_ns}",
+             {"rx_packets": kernel["rx"]["packets"], "tx_packets": kernel["tx"]["packets"],
+              "rx_dropped": kernel["rx"]["dropped"], "tx_dropped": kernel["tx"]["dropped"]}),
+        ]
+
+    def teardown(self) -> None:
+        if self.port is not None:
+            self.port.close()
+        delete_netns(self.client_ns)
+
+
+BACKENDS = {"tap": TapBackend}
+
+
+def _mac(mac: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in mac)
+
+
+def remove_stale_namespaces() -> list[str]:
+    """Delete demo namespaces left by runs that were killed (their pid is gone)."""
+    removed = []
+    for name in list_netns():
+        if not name.startswith(NETNS_PREFIX):
+            continue
+        pid = name[len(NETNS_PREFIX):].split("-")[0]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            delete_netns(name)
+            removed.append(name)
+    return removed
+
+
+# -- output ------------------------------------------------------------
+
+
+def table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows)]
+    line = lambda cells: "  " + "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
+    return [line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows]
+
+
+def report(demo: Demo, backend, out) -> None:
+    print("\nTranscript (time since start, who, to whom, what)", file=out)
+    start = min((e.time for e in demo.events), default=0.0)
+    rows = [[f"{e.time - start:7.3f}s", e.src, ("-> " + e.dst) if e.dst else "", e.text]
+            for e in sorted(demo.events, key=lambda e: e.time)]
+    for line in table(["time", "who", "to", "what"], rows):
+        print(line, file=out)
+
+    print("\nWho served what", file=out)
+    rows = [[r.service, r.client, r.server, r.result, "ok" if r.ok else "FAILED"] for r in demo.rows]
+    for line in table(["service", "client", "served by", "result", ""], rows):
+        print(line, file=out)
+
+    print("\nCounters", file=out)
+    udp = UdpLayer.of(demo.host)
+    sections = [("user-level host", dict(demo.host.counters)), ("user-level UDP", dict(udp.counters)),
+                ("UDP echo service", vars(demo.echo_stats))] + backend.counter_sections(demo.host)
+    for title, counters in sections:
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(counters.items()) if v) or "(all zero)"
+        print(f"  {title}: {shown}", file=out)
+
+
+async def run_demo(backend_name: str = "tap", count: int = 3, out=sys.stdout) -> bool:
+    backend = BACKENDS[backend_name]()
+    stale = remove_stale_namespaces()
+    print(f"MultiStack demo, backend: {backend.description}", file=out)
+    if stale:
+        print(f"  (removed namespaces left by killed runs: {', '.join(stale)})", file=out)
+    try:
+        host = backend.setup()
+        for line in backend.describe():
+            print("  " + line, file=out)
+        demo = Demo(backend.client_ns, backend.client_addresses, backend.stack_addresses, host, count)
+
+        def on_echo(data: bytes, peer, local) -> None:
+            demo.events.append(Event(time.monotonic(), f"stack  {endpoint(*local)}",
+                                     endpoint(*peer), f"echoes {data.decode(errors='replace')!r}"))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(host.run)
+            for wildcard in ("0.0.0.0", "::"):
+                await nursery.start(lambda task_status, w=wildcard: serve_udp_echo(
+                    host, w, ECHO_PORT, on_echo=on_echo, stats=demo.echo_stats,
+                    task_status=task_status))
+            print(f"  user-level UDP echo listening on port {ECHO_PORT} (IPv4 and IPv6)", file=out)
+            for name, act in ACTS:
+                await act(demo)
+            nursery.cancel_scope.cancel()
+        report(demo, backend, out)
+    finally:
+        backend.teardown()
+    passed = sum(r.ok for r in demo.rows)
+    verdict = "all passed" if passed == len(demo.rows) else "SOME FAILED"
+    print(f"\nRESULT: {passed}/{len(demo.rows)} checks passed ({verdict}); "
+          f"namespace {backend.client_ns} removed", file=out)
+    return passed == len(demo.rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="MultiStack demo")
+    parser.add_argument("--backend", choices=sorted(BACKENDS), default="tap")
+    parser.add_argument("--count", type=int, default=3, help="messages / pings per check")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("demo: needs root (it creates network namespaces and a TAP device)", file=sys.stderr)
+        return 2
+    if args.count < 1:
+        print("demo: --count must be at least 1", file=sys.stderr)
+        return 2
+    return 0 if trio.run(run_demo, args.backend, args.count) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

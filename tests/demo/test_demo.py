@@ -1,0 +1,46 @@
+"""scripts/demo end to end: the user-level UDP echo answers Linux clients over TAP."""
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from multistack.tap import list_netns
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.netns
+
+
+def test_demo_shows_the_echo_exchange_and_cleans_up():
+    before = set(list_netns())
+    done = subprocess.run([str(ROOT / "scripts" / "demo"), "--count", "2"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    # The transcript: a Linux client sent, the user-level stack echoed, the client got it back.
+    assert re.search(r"linux  10\.200\.0\.1:\d+ +-> 10\.200\.0\.2:7 +sends 'hello over IPv4 #1'", out)
+    assert re.search(r"stack  10\.200\.0\.2:7 +-> 10\.200\.0\.1:\d+ +echoes 'hello over IPv4 #1'", out)
+    assert re.search(r"stack  \[fd00:200::2\]:7 +-> \[fd00:200::1\]:\d+ +echoes 'hello over IPv6 #2'", out)
+    assert "got its echo back" in out
+    # The table: every service served by the user-level stack.
+    for service, result in [("UDP echo, IPv4", "2/2 echoed"), ("UDP echo, IPv6", "2/2 echoed"),
+                            ("ping, IPv4", "2/2 answered"), ("ping, IPv6", "2/2 answered")]:
+        assert re.search(rf"{re.escape(service)} .* {re.escape(result)} +ok", out), service
+    assert re.search(r"netcat \(nc -u\) .* echoed +ok", out)
+    # Counters of both sides.
+    assert re.search(r"UDP echo service: bytes=\d+, echoed=5", out)
+    assert "arp_replies_sent=1" in out and "nd_adverts_sent=1" in out
+    assert "RESULT: 5/5 checks passed (all passed)" in out
+    # Its namespace is gone.
+    namespace = re.search(r"namespace (msdemo\d+-\d+) removed", out).group(1)
+    assert namespace not in list_netns()
+    assert not {n for n in set(list_netns()) - before if n.startswith("msdemo")}
+
+
+def test_demo_refuses_a_bad_argument():
+    done = subprocess.run([str(ROOT / "scripts" / "demo"), "--count", "0"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2
+    assert "--count must be at least 1" in done.stderr
