@@ -61,6 +61,7 @@ def strip(seg: TcpRepr, **fields) -> TcpRepr:
 def listen_and_syn(config: TcpConfig | None = None, now: float = 0.0, **syn_options) -> Connection:
     """A passive connection that just got the peer's SYN (SYN-RECEIVED)."""
     config = config or plain_config()
+    syn_options.setdefault("mss", 1000)
     syn = remote(0, flags=SYN, **syn_options)
     return Connection.accept(syn, isn=LOCAL_ISS, now=now, config=config)
 

@@ -1,0 +1,218 @@
+"""Demultiplexing, resets for unknown segments, listen backlog, TIME-WAIT reuse, ISNs, sequence math."""
+
+import ipaddress
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stacks.utcp import Endpoint, State
+from stacks.utcp import seq as sq
+from stacks.utcp.isn import IsnGenerator
+from stacks.utcp.rto import RtoEstimator
+from stacks.wire.tcp import TcpFlags, TcpRepr
+
+from .templates import plain_config
+
+ACK, SYN, FIN, RST = TcpFlags.ACK, TcpFlags.SYN, TcpFlags.FIN, TcpFlags.RST
+HERE = ipaddress.ip_address("10.1.0.1")
+PEER = ipaddress.ip_address("10.1.0.2")
+PEER2 = ipaddress.ip_address("10.1.0.3")
+
+
+def endpoint():
+    return Endpoint(config=plain_config(), isn=IsnGenerator(b"k" * 32), seed=7)
+
+
+def seg(sport, dport, seq, ack=0, flags=ACK, payload=b"", window=5000):
+    return TcpRepr(sport, dport, seq, ack, flags, window, payload=payload, mss=1000 if flags & SYN else None)
+
+
+def test_syn_to_closed_port_gets_rst_ack():
+    ep = endpoint()
+    ep.receive(PEER, HERE, seg(1234, 81, 100, flags=SYN), 0.0)
+    [(src, dst, rst)] = ep.segments_to_send(0.0)
+    assert (src, dst) == (HERE, PEER)
+    assert rst == TcpRepr(81, 1234, 0, 101, RST | ACK, 0)
+
+
+def test_ack_to_closed_port_gets_rst_with_its_ack_as_seq():
+    ep = endpoint()
+    ep.receive(PEER, HERE, seg(1234, 81, 100, 777, ACK, b"data"), 0.0)
+    [(_, _, rst)] = ep.segments_to_send(0.0)
+    assert rst == TcpRepr(81, 1234, 777, 0, RST, 0)
+
+
+def test_rst_to_closed_port_is_never_answered():
+    ep = endpoint()
+    ep.receive(PEER, HERE, seg(1234, 81, 100, flags=RST), 0.0)
+    assert ep.segments_to_send(0.0) == []
+
+
+def test_ack_to_listener_is_reset():
+    ep = endpoint()
+    ep.listen(None, 80)
+    ep.receive(PEER, HERE, seg(1234, 80, 100, 5, ACK), 0.0)
+    [(_, _, rst)] = ep.segments_to_send(0.0)
+    assert rst.flags == RST and rst.seq == 5
+
+
+def handshake(ep, peer, sport, now=0.0):
+    ep.receive(peer, HERE, seg(sport, 80, 1000, flags=SYN), now)
+    out = [s for _, d, s in ep.segments_to_send(now) if d == peer and s.dst_port == sport]
+    if not out:
+        return None
+    [syn_ack] = out
+    assert syn_ack.flags == SYN | ACK
+    ep.receive(peer, HERE, seg(sport, 80, 1001, sq.add(syn_ack.seq, 1)), now)
+    ep.segments_to_send(now)
+    return syn_ack
+
+
+def test_listener_demultiplexes_by_four_tuple():
+    ep = endpoint()
+    listener = ep.listen(None, 80)
+    handshake(ep, PEER, 1000)
+    syn_ack = handshake(ep, PEER, 1001)
+    handshake(ep, PEER2, 1000)
+    accepted = [listener.accept() for _ in range(3)]
+    assert listener.accept() is None
+    assert {c.key for c in accepted} == {(HERE, 80, PEER, 1000), (HERE, 80, PEER, 1001),
+                                        (HERE, 80, PEER2, 1000)}
+    ep.receive(PEER, HERE, seg(1001, 80, 1001, sq.add(syn_ack.seq, 1), ACK, b"hi"), 0.1)
+    conn = ep.connections[(HERE, 80, PEER, 1001)]
+    assert conn.read() == b"hi"
+    assert all(c.readable == 0 for c in accepted if c is not conn)
+
+
+def test_full_backlog_drops_new_syns():
+    ep = endpoint()
+    listener = ep.listen(None, 80, backlog=1)
+    assert handshake(ep, PEER, 1000) is not None
+    assert handshake(ep, PEER, 1001) is None        # no SYN-ACK: the client will retry
+    assert listener.stats["syn_dropped_backlog_full"] == 1
+    listener.accept()
+    assert handshake(ep, PEER, 1001, now=1.0) is not None
+
+
+def test_syn_flood_is_bounded_by_the_syn_queue():
+    ep = endpoint()
+    listener = ep.listen(None, 80, backlog=8, syn_queue=4)
+    for port in range(2000, 2100):                  # a flood of SYNs that never complete
+        ep.receive(PEER2, HERE, seg(port, 80, 5, flags=SYN), 0.0)
+    ep.segments_to_send(0.0)
+    assert len(listener.syn_queue) == 4
+    assert len(ep.connections) == 4
+    assert listener.stats["syn_queue_evicted"] == 96
+    assert handshake(ep, PEER, 1000, now=0.1) is not None   # a real client still gets in
+    assert listener.accept().key == (HERE, 80, PEER, 1000)
+
+
+def test_time_wait_holds_the_tuple_and_a_newer_syn_reopens_it():
+    ep = endpoint()
+    listener = ep.listen(None, 80)
+    syn_ack = handshake(ep, PEER, 1000)
+    conn = listener.accept()
+    conn.close()
+    ep.touch(conn)
+    [(_, _, fin)] = ep.segments_to_send(0.0)
+    ep.receive(PEER, HERE, seg(1000, 80, 1001, sq.add(fin.seq, 1), FIN | ACK), 0.1)
+    ep.segments_to_send(0.1)
+    assert conn.state is State.TIME_WAIT
+    # An old duplicate SYN does not disturb TIME-WAIT ...
+    ep.receive(PEER, HERE, seg(1000, 80, 900, flags=SYN), 0.2)
+    assert ep.connections[conn.key] is conn
+    # ... a new SYN above the old sequence space starts a new connection.
+    ep.receive(PEER, HERE, seg(1000, 80, 900_000, flags=SYN), 0.3)
+    fresh = ep.connections[conn.key]
+    assert fresh is not conn and fresh.state is State.SYN_RECEIVED
+    assert ep.stats["time_wait_reopened"] == 1
+    del syn_ack
+
+
+def test_time_wait_expires_and_the_connection_is_forgotten():
+    ep = endpoint()
+    conn = ep.connect(HERE, PEER, 80, 0.0, local_port=40000)
+    [(_, _, syn)] = ep.segments_to_send(0.0)
+    ep.receive(PEER, HERE, TcpRepr(80, 40000, 5000, sq.add(syn.seq, 1), SYN | ACK, 5000), 0.0)
+    conn.close()
+    ep.touch(conn)
+    ep.segments_to_send(0.0)
+    ep.receive(PEER, HERE, TcpRepr(80, 40000, 5001, sq.add(syn.seq, 2), FIN | ACK, 5000), 0.1)
+    ep.segments_to_send(0.1)
+    assert conn.state is State.TIME_WAIT
+    assert ep.poll_at() == 0.1 + 60.0
+    ep.on_timer(60.1)
+    ep.segments_to_send(60.1)
+    assert conn.state is State.CLOSED and ep.connections == {}
+
+
+def test_icmp_frag_needed_shrinks_segments():
+    ep = endpoint()
+    listener = ep.listen(None, 80)
+    handshake(ep, PEER, 1000)
+    conn = listener.accept()
+    conn.send(bytes(1000))
+    ep.touch(conn)
+    assert [len(s.payload) for _, _, s in ep.segments_to_send(0.0)] == [1000]
+    ep.on_icmp_error(HERE, 80, PEER, 1000, mtu=576)
+    assert [len(s.payload) for _, _, s in ep.segments_to_send(0.0)] == [536, 464]
+
+
+def test_icmp_unreachable_fails_a_connect():
+    ep = endpoint()
+    conn = ep.connect(HERE, PEER, 80, 0.0)
+    ep.segments_to_send(0.0)
+    ep.on_icmp_error(HERE, conn.local_port, PEER, 80, message="port unreachable")
+    assert conn.state is State.CLOSED and conn.error.reason == "unreachable"
+
+
+def test_ephemeral_ports_do_not_collide():
+    ep = endpoint()
+    ports = {ep.connect(HERE, PEER, 80, 0.0).local_port for _ in range(500)}
+    assert len(ports) == 500
+    assert all(49152 <= p <= 65535 for p in ports)
+
+
+# ---------------------------------------------------------------- ISN (RFC 6528)
+
+
+def test_isn_is_keyed_per_tuple_and_advances_with_the_clock():
+    gen = IsnGenerator(b"s" * 32)
+    a = gen.isn(HERE, 80, PEER, 1000, 1.0)
+    assert gen.isn(HERE, 80, PEER, 1000, 1.0) == a
+    assert gen.isn(HERE, 80, PEER, 1001, 1.0) != a
+    assert IsnGenerator(b"t" * 32).isn(HERE, 80, PEER, 1000, 1.0) != a
+    assert sq.diff(gen.isn(HERE, 80, PEER, 1000, 2.0), a) == 250_000   # 4 µs ticks
+
+
+# ---------------------------------------------------------------- sequence arithmetic, RTO
+
+
+@given(st.integers(0, 2**40), st.integers(-(2**31) + 1, 2**31 - 1))
+def test_unwrap_inverts_wrap_near_the_reference(reference, delta):
+    value = reference + delta
+    assert sq.unwrap(sq.wrap(value), reference) == value
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 2**31 - 1))
+def test_modular_comparison_across_the_wrap(a, n):
+    b = sq.add(a, n)
+    assert sq.lt(a, b) and sq.gt(b, a) and sq.le(a, a) and sq.ge(b, b)
+    assert sq.diff(b, a) == n
+
+
+def test_rto_follows_rfc_6298():
+    rto = RtoEstimator()
+    assert rto.rto == 1.0
+    rto.sample(0.5)
+    assert (rto.srtt, rto.rttvar, rto.rto) == (0.5, 0.25, 1.5)
+    rto.sample(0.5)
+    assert rto.srtt == 0.5 and rto.rttvar == 0.1875 and rto.rto == 1.25
+    rto.back_off()
+    rto.back_off()
+    assert rto.rto == 5.0
+    for _ in range(10):
+        rto.back_off()
+    assert rto.rto == 60.0
+    rto.sample(0.5)
+    assert rto.rto < 2.0                             # a new sample ends the backoff
