@@ -456,18 +456,22 @@ class Connection:
             self._challenge_ack(now)
             return False
 
+        new_sack = False
         if self.sack_ok and seg.sack_blocks:
             for left, right in seg.sack_blocks:
                 start = sq.unwrap(left, self.snd_una)
                 end = sq.unwrap(right, self.snd_una)
                 if self.snd_una < end <= self.snd_max and start < end:
-                    self.scoreboard.add(max(start, self.snd_una), end)
+                    new_sack |= self.scoreboard.add(max(start, self.snd_una), end)
 
         old_wnd = self.snd_wnd
         if ack > self.snd_una:
             self._new_ack(ack, seg, now)
         elif ack == self.snd_una and not seg.payload and not seg.flags & (SYN | FIN) \
-                and self.snd_max > self.snd_una and (seg.window << self.snd_wscale) == old_wnd:
+                and self.snd_max > self.snd_una \
+                and ((seg.window << self.snd_wscale) == old_wnd or new_sack):
+            # RFC 5681's duplicate ACK; with SACK, an ACK bringing new SACK information
+            # counts even if the window moved (RFC 6675).
             self._duplicate_ack(now)
 
         # Window update (RFC 9293: only from a segment not older than the last one used).
@@ -545,9 +549,12 @@ class Connection:
                 self._queue_retransmission(self._next_hole())
             return
         self._dupacks += 1
+        # RFC 6675 IsLost: three segments' worth SACKed above SND.UNA mean it is lost too.
+        sacked_enough = self.sack_ok and self.scoreboard.sacked_bytes >= 3 * self._smss()
+        if self._dupacks < 3 and not sacked_enough:
+            return
         # RFC 6582 step 1: a fresh loss only if the ACK covers more than `recover`.
-        if self._dupacks == 3 and self.snd_una > self._recover or \
-                self._dupacks == 3 and self._recover == self.iss:
+        if self.snd_una > self._recover or self._recover == self.iss:
             self.stats["fast_retransmits"] += 1
             self._recover = self.snd_max
             self._in_recovery = True
