@@ -647,6 +647,104 @@ static void test_tx(void)
 	port_close(&q);
 }
 
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+
+static int peer_gso(void *a)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM, 0), seg = 500;
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_port = htons(*(int *)a) };
+	char b[5000];
+
+	memset(b, 'g', sizeof(b));
+	inet_pton(AF_INET, "10.0.0.1", &sa.sin_addr);
+	if (setsockopt(fd, IPPROTO_UDP, UDP_SEGMENT, &seg, sizeof(seg)))
+		return 2;
+	return sendto(fd, b, 5000, 0, (void *)&sa, sizeof(sa)) == 5000 ? 0 : 1;
+}
+
+static int peer_tcp_connect(void *a)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_port = htons(*(int *)a) };
+
+	inet_pton(AF_INET, "10.0.0.1", &sa.sin_addr);
+	fcntl(fd, F_SETFL, O_NONBLOCK);
+	connect(fd, (void *)&sa, sizeof(sa));
+	usleep(200000);
+	return 0;
+}
+
+static void test_gso_tcp(void)
+{
+	struct port p;
+	struct ms_stats st;
+	int s, t, n, i, ok, port = 8601, tport = 8602;
+
+	printf("== GSO (UDP_SEGMENT over veth) and TCP\n");
+	port_open(&p, 64, 0);
+	s = bound_socket(AF_INET, SOCK_DGRAM, "10.0.0.1", port);
+	t = bound_socket(AF_INET, SOCK_STREAM, "10.0.0.1", tport);
+	listen(t, 4);
+	CHECK(reg_ioctl(&p, MS_IOC_REGISTER, 2, 17, "10.0.0.1", port, s) == 0,
+	      "register udp 8601");
+	CHECK(reg_ioctl(&p, MS_IOC_REGISTER, 2, 6, "10.0.0.1", tport, t) == 0,
+	      "register listening tcp 8602");
+	CHECK(in_peer(peer_gso, &port) == 0, "peer sent 5000 B with UDP_SEGMENT=500");
+	n = rx_wait(&p, 10, 3000);
+	CHECK(n == 10, "10 wire-sized segments delivered (%d)", n);
+	ok = n == 10;
+	for (i = 0; i < n; i++) {
+		struct ms_netmap_slot *sl = slot(p.rx, (p.rx->head + i) &
+						 (p.rx->num_slots - 1));
+		uint8_t *f = buf(p.rx, sl->buf_idx), *ip = f + 14;
+		uint32_t sum = 0;
+		int j;
+
+		if (sl->len != 14 + 20 + 8 + 500)
+			ok = 0;
+		for (j = 0; j < 8; j += 2)
+			sum += (uint32_t)(ip[12 + j] << 8 | ip[13 + j]);
+		sum += 17 + 508;
+		if ((ip[26] | ip[27]) && csum16(ip + 20, 508, sum) != 0)
+			ok = 0;
+		if (csum16(ip, 20, 0) != 0)
+			ok = 0;
+	}
+	CHECK(ok, "segments are 542 B with valid IP and UDP checksums");
+	rx_release(&p);
+	in_peer(peer_tcp_connect, &tport);
+	n = rx_wait(&p, 1, 2000);
+	CHECK(n >= 1, "TCP SYN for the registered listener went to the port (%d)", n);
+	if (n >= 1) {
+		struct ms_netmap_slot *sl = slot(p.rx, p.rx->head);
+		struct ms_cls_result c;
+
+		CHECK(ms_classify(buf(p.rx, sl->buf_idx), sl->len, 0, &c) == 0 &&
+		      c.proto == 6 && c.dst_port == tport,
+		      "it is a TCP frame for 8602");
+	}
+	{
+		int a;
+
+		fcntl(t, F_SETFL, O_NONBLOCK);
+		a = accept(t, NULL, NULL);
+		CHECK(a < 0, "the OS listener saw no connection");
+		if (a >= 0)
+			close(a);
+	}
+	rx_release(&p);
+	get_stats(&p, &st);
+	CHECK(st.port[MS_STAT_RX_DROP_FULL] == 0 &&
+	      st.port[MS_STAT_RX_DROP_SIZE] == 0, "no drops");
+	close(s);
+	close(t);
+	port_close(&p);
+}
+
 static void test_full(void)
 {
 	struct port p;
@@ -784,6 +882,8 @@ int main(int argc, char **argv)
 			test_rx();
 		if (all || !strcmp(argv[i], "tx"))
 			test_tx();
+		if (all || !strcmp(argv[i], "gso"))
+			test_gso_tcp();
 		if (all || !strcmp(argv[i], "full"))
 			test_full();
 		if (all || !strcmp(argv[i], "ipv6"))

@@ -30,6 +30,10 @@ echo "== /proc/net/multistack (msa)"
 ip netns exec msa cat /proc/net/multistack
 echo "== passthrough: ping while attached"
 ip netns exec msb ping -c 2 -W 2 10.0.0.1 >/dev/null && echo "ok   ping" || { echo "FAIL ping"; rc=1; }
+echo "== ioctl fuzz"
+cc -O2 -Wall -o "$OUT-fuzz" "$HERE/ioctl_fuzz.c" || exit 2
+ip netns exec msa "$OUT-fuzz" ${MS_FUZZ_ITERS:-20000} 7 || rc=1
+ip netns exec msa cat /proc/net/multistack | head -5
 ip netns exec msa "$OUT" detach || rc=1
 ip netns exec msa "$OUT" attach vanish || rc=1
 
