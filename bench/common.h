@@ -99,6 +99,53 @@ static inline uint64_t dev_rx_packets(const char *ifname)
 	return read_u64("/sys/class/net/%s/statistics/rx_packets", ifname);
 }
 
+/*
+ * Idle and total time of one CPU from /proc/stat, in USER_HZ ticks
+ * (idle includes iowait).  Busy time over a window is the difference.
+ */
+struct cpu_times {
+	unsigned long long idle, total;
+};
+
+static inline struct cpu_times cpu_times(int cpu)
+{
+	struct cpu_times ct = { 0, 0 };
+	unsigned long long v[10] = { 0 };
+	char line[512], name[16];
+	FILE *f = fopen("/proc/stat", "r");
+	int i;
+
+	if (!f || cpu < 0)
+		goto out;
+	snprintf(name, sizeof(name), "cpu%d ", cpu);
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, name, strlen(name)))
+			continue;
+		sscanf(line + strlen(name),
+		       "%llu %llu %llu %llu %llu %llu %llu %llu %llu %llu",
+		       &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7],
+		       &v[8], &v[9]);
+		/* user nice system idle iowait irq softirq steal (guest*) */
+		for (i = 0; i < 8; i++)
+			ct.total += v[i];
+		ct.idle = v[3] + v[4];
+		break;
+	}
+out:
+	if (f)
+		fclose(f);
+	return ct;
+}
+
+/* Seconds the CPU was busy between two samples. */
+static inline double cpu_busy_s(struct cpu_times a, struct cpu_times b)
+{
+	long hz = sysconf(_SC_CLK_TCK);
+	unsigned long long tot = b.total - a.total, idle = b.idle - a.idle;
+
+	return hz > 0 && tot >= idle ? (double)(tot - idle) / (double)hz : 0;
+}
+
 static inline int parse_mac(const char *s, uint8_t mac[6])
 {
 	unsigned int m[6];

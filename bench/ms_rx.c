@@ -19,6 +19,9 @@
  * ring not addressed to PORT; offered is the rx_packets delta of IFNAME
  * over the window (what reached the interface).
  * Exit 3 when the module or a feature is missing (reason on stderr).
+ * cpu_busy is how many seconds CPU -c (the system under test) was busy
+ * during the window, from /proc/stat: cpu_busy / packets is the cost of
+ * one packet on that CPU, whoever spent it (softirq, syscall, user).
  */
 #include "msport.h"
 
@@ -52,6 +55,7 @@ static int drain(struct msport *p, uint16_t port_be, uint64_t *pk,
 
 int main(int argc, char **argv)
 {
+	struct cpu_times c0, c1;
 	double secs = 2, warm = 0.5, wait_first = 10, t0, tend, t = 0;
 	const char *ifname = NULL, *addr = NULL;
 	int port = 0, cpu = -1, extra = 0, busy = 0, info_only = 0, opt, i, s;
@@ -140,6 +144,7 @@ int main(int argc, char **argv)
 	if (msport_stats(&p, &st))
 		die("MS_IOC_STATS");
 	d0 = st.port[MS_STAT_RX_DROP_FULL];
+	c0 = cpu_times(cpu);
 	o0 = dev_rx_packets(ifname);
 	t0 = now_s();
 	tend = t0 + secs;
@@ -151,13 +156,15 @@ int main(int argc, char **argv)
 		drain(&p, pbe, &pk, &by, &other);
 	}
 	o1 = dev_rx_packets(ifname);
+	c1 = cpu_times(cpu);
 	if (msport_stats(&p, &st))
 		die("MS_IOC_STATS");
 	d1 = st.port[MS_STAT_RX_DROP_FULL];
 	printf("packets=%llu bytes=%llu seconds=%.6f drop_full=%llu "
-	       "mem_size=%u other=%llu offered=%llu\n",
+	       "mem_size=%u other=%llu offered=%llu cpu_busy=%.4f\n",
 	       (unsigned long long)pk, (unsigned long long)by, t - t0,
 	       (unsigned long long)(d1 - d0), p.info.mem_size,
-	       (unsigned long long)other, (unsigned long long)(o1 - o0));
+	       (unsigned long long)other, (unsigned long long)(o1 - o0),
+	       cpu_busy_s(c0, c1));
 	return 0;
 }

@@ -14,6 +14,9 @@
  * left the interface); sent is the port's MS_STAT_TX_SENT delta; rejected
  * sums the MS_STAT_TX_REJ_* deltas.
  * Exit 3 when the module or a feature is missing (reason on stderr).
+ * cpu_busy is how many seconds CPU -c (the system under test) was busy
+ * during the window, from /proc/stat: cpu_busy / packets is the cost of
+ * one packet on that CPU, whoever spent it (softirq, syscall, user).
  */
 #include "msport.h"
 
@@ -48,6 +51,7 @@ static uint64_t push(struct msport *p, uint32_t batch, uint16_t len)
 
 int main(int argc, char **argv)
 {
+	struct cpu_times c0, c1;
 	const char *ifname = NULL, *src = NULL, *dst = NULL, *dmac_s = NULL;
 	int sport = 0, dport = 0, cpu = -1, len = 0, opt, s, e;
 	uint32_t batch = 256, slots = 0, i;
@@ -112,17 +116,19 @@ int main(int argc, char **argv)
 	if (msport_stats(&p, &st0))
 		die("MS_IOC_STATS");
 	p0 = dev_tx_packets(ifname);
+	c0 = cpu_times(cpu);
 	x0 = dev_tx_dropped(ifname);
 	t0 = now_s();
 	tend = t0 + secs;
 	while ((t = now_s()) < tend)
 		sub += push(&p, batch, (uint16_t)len);
 	p1 = dev_tx_packets(ifname);
+	c1 = cpu_times(cpu);
 	x1 = dev_tx_dropped(ifname);
 	if (msport_stats(&p, &st1))
 		die("MS_IOC_STATS");
 	printf("packets=%llu seconds=%.6f sent=%llu submitted=%llu "
-	       "rejected=%llu tx_error=%llu dev_dropped=%llu\n",
+	       "rejected=%llu tx_error=%llu dev_dropped=%llu cpu_busy=%.4f\n",
 	       (unsigned long long)(p1 - p0), t - t0,
 	       (unsigned long long)(st1.port[MS_STAT_TX_SENT] -
 				    st0.port[MS_STAT_TX_SENT]),
@@ -130,6 +136,7 @@ int main(int argc, char **argv)
 	       (unsigned long long)(rejects(&st1) - rejects(&st0)),
 	       (unsigned long long)(st1.port[MS_STAT_TX_ERROR] -
 				    st0.port[MS_STAT_TX_ERROR]),
-	       (unsigned long long)(x1 - x0));
+	       (unsigned long long)(x1 - x0),
+	       cpu_busy_s(c0, c1));
 	return 0;
 }

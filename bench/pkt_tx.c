@@ -10,6 +10,9 @@
  *   packets=N seconds=S sent=T dev_dropped=X
  * packets is the interface's tx_packets delta over the window; sent is
  * what sendmmsg() reported as sent.
+ * cpu_busy is how many seconds CPU -c (the system under test) was busy
+ * during the window, from /proc/stat: cpu_busy / packets is the cost of
+ * one packet on that CPU, whoever spent it (softirq, syscall, user).
  */
 #include "common.h"
 
@@ -20,6 +23,7 @@
 
 int main(int argc, char **argv)
 {
+	struct cpu_times c0, c1;
 	const char *ifname = NULL, *src = NULL, *dst = NULL, *dmac_s = NULL;
 	int sport = 0, dport = 0, cpu = -1, len = 0, bypass = 0, opt, s, n;
 	uint32_t batch = 256, i;
@@ -88,6 +92,7 @@ int main(int argc, char **argv)
 	while (now_s() - t0 < warm)
 		sendmmsg(s, msgs, batch, 0);
 	p0 = dev_tx_packets(ifname);
+	c0 = cpu_times(cpu);
 	x0 = dev_tx_dropped(ifname);
 	t0 = now_s();
 	tend = t0 + secs;
@@ -100,9 +105,11 @@ int main(int argc, char **argv)
 			die("sendmmsg");
 	}
 	p1 = dev_tx_packets(ifname);
+	c1 = cpu_times(cpu);
 	x1 = dev_tx_dropped(ifname);
-	printf("packets=%llu seconds=%.6f sent=%llu dev_dropped=%llu\n",
+	printf("packets=%llu seconds=%.6f sent=%llu dev_dropped=%llu cpu_busy=%.4f\n",
 	       (unsigned long long)(p1 - p0), t - t0, (unsigned long long)sent,
-	       (unsigned long long)(x1 - x0));
+	       (unsigned long long)(x1 - x0),
+	       cpu_busy_s(c0, c1));
 	return 0;
 }

@@ -13,6 +13,9 @@
  * kernel dropped because this socket was full).  Exit 0 with packets=0 when
  * nothing arrived.  offered is the rx_packets delta of IFNAME over the window
  * (what reached the interface; 0 without -i).
+ * cpu_busy is how many seconds CPU -c (the system under test) was busy
+ * during the window, from /proc/stat: cpu_busy / packets is the cost of
+ * one packet on that CPU, whoever spent it (softirq, syscall, user).
  */
 #include "common.h"
 
@@ -52,6 +55,7 @@ static uint64_t udp_rcvbuf_errors(void)
 
 int main(int argc, char **argv)
 {
+	struct cpu_times c0, c1;
 	static char bufs[VLEN][BUFSZ];
 	struct mmsghdr msgs[VLEN];
 	struct iovec iov[VLEN];
@@ -117,6 +121,7 @@ int main(int argc, char **argv)
 		recvmmsg(s, msgs, VLEN, MSG_DONTWAIT, NULL);
 	/* measurement window */
 	e0 = udp_rcvbuf_errors();
+	c0 = cpu_times(cpu);
 	o0 = dev_rx_packets(ifname);
 	t0 = now_s();
 	tend = t0 + secs;
@@ -132,10 +137,12 @@ int main(int argc, char **argv)
 			break;
 	}
 	o1 = dev_rx_packets(ifname);
+	c1 = cpu_times(cpu);
 	e1 = udp_rcvbuf_errors();
 	printf("packets=%llu bytes=%llu seconds=%.6f rcvbuf_errors=%llu "
-	       "offered=%llu\n",
+	       "offered=%llu cpu_busy=%.4f\n",
 	       (unsigned long long)pkts, (unsigned long long)bytes, t - t0,
-	       (unsigned long long)(e1 - e0), (unsigned long long)(o1 - o0));
+	       (unsigned long long)(e1 - e0), (unsigned long long)(o1 - o0),
+	       cpu_busy_s(c0, c1));
 	return 0;
 }
