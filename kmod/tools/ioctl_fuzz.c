@@ -73,14 +73,17 @@ static void fill_arg(uint8_t *a, size_t n, unsigned long cmd)
 		struct ms_reg_req *r = (void *)a;
 
 		memset(r->reserved, 0, sizeof(r->reserved));
-		r->family = rnd() % 4 ? MS_FAMILY_INET :
+		uint32_t si = rnd() % 6;	/* sockets 0..5 are bound */
+
+		r->family = rnd() % 8 ? MS_FAMILY_INET :
 			    (rnd() % 2 ? MS_FAMILY_INET6 : (uint8_t)rnd());
-		r->proto = rnd() % 4 ? MS_PROTO_UDP :
-			   (rnd() % 2 ? MS_PROTO_TCP : (uint8_t)rnd());
-		r->port = (uint16_t)(7000 + rnd() % 16);
-		r->sockfd = rnd() % 8 ? socks[rnd() % NSOCK] : (int32_t)rnd();
+		r->proto = si % 3 == 2 ? MS_PROTO_TCP : MS_PROTO_UDP;
+		if (rnd() % 8 == 0)
+			r->proto = rnd() % 2 ? MS_PROTO_TCP : (uint8_t)rnd();
+		r->port = (uint16_t)(7000 + (rnd() % 4 ? si : rnd() % 16));
+		r->sockfd = rnd() % 8 ? socks[si] : (int32_t)rnd();
 		memset(r->addr, 0, 16);
-		if (rnd() % 4)
+		if (rnd() % 8)
 			inet_pton(AF_INET, "10.0.0.1", r->addr);
 		else if (rnd() % 2)
 			inet_pton(AF_INET6, "fd00::1", r->addr);
@@ -250,7 +253,7 @@ int main(int argc, char **argv)
 				cmd = _IOC(rnd() % 4, MS_IOC_MAGIC, rnd() % 16,
 					   rnd() % 1024);
 			fill_arg(arg, sizeof(arg), cmd);
-			if (cmd == MS_IOC_DETACH && rnd() % 4)
+			if (cmd == MS_IOC_DETACH && rnd() % 64)
 				cmd = MS_IOC_STATS;	/* detach rarely */
 			if (rnd() % 50 == 0)
 				a = (void *)(uintptr_t)(rnd() % 2 ? 1 : 0);
