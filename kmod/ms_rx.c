@@ -191,7 +191,7 @@ static void ms_rx_gso(struct ms_port *port, struct sk_buff *skb)
 			kfree_skb(seg);
 		}
 	}
-	if (any)
+	if (any && wq_has_sleeper(&port->wq))
 		wake_up_interruptible(&port->wq);
 }
 
@@ -217,7 +217,9 @@ rx_handler_result_t ms_rx_handler(struct sk_buff **pskb)
 	}
 	if (ms_rx_deliver(port, skb)) {
 		consume_skb(skb);
-		wake_up_interruptible(&port->wq);
+		/* pairs with poll_wait() + rx_lock in ms_port_poll_mask */
+		if (wq_has_sleeper(&port->wq))
+			wake_up_interruptible(&port->wq);
 	} else {
 		kfree_skb(skb);
 	}
