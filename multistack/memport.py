@@ -10,7 +10,8 @@ reaches ``t + delay`` (plus ``reorder_delay`` if it was picked for
 reordering, which lets later frames overtake it).  The descriptor from
 :meth:`MemoryPort.fileno` is readable while frames are receivable; frames
 still in flight make no descriptor readable, so a waiter also sleeps until
-:meth:`MemoryPort.poll_at` (the host runtime does).  The clock defaults to
+:meth:`MemoryPort.poll_at`, and learns of new frames in flight through the
+``on_in_flight`` callback (the host runtime uses both).  The clock defaults to
 trio's current time inside trio (the autojump ``MockClock`` included) and to
 ``time.monotonic`` outside.
 """
@@ -95,6 +96,9 @@ class MemoryPort(Port):
         self._event_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._signalled = False
         self._closed = False
+        #: Called when a frame is put in flight towards this port (not yet
+        #: receivable, so the descriptor stays quiet): a waiter re-reads poll_at().
+        self.on_in_flight: Callable[[], None] | None = None
 
     # -- Port interface -------------------------------------------------
 
@@ -222,6 +226,8 @@ class MemoryPort(Port):
         self._seq += 1
         heapq.heappush(self._in_flight, (due, self._seq, frame))
         self._promote(now)
+        if self._in_flight and self.on_in_flight is not None:
+            self.on_in_flight()
 
     def _promote(self, now: float) -> None:
         while self._in_flight and self._in_flight[0][0] <= now:

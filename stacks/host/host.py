@@ -173,6 +173,10 @@ class Host:
         self._woken = False
         self._wait_scope = None
         neighbours.attach(self)
+        if hasattr(port, "on_in_flight"):
+            # A memory port with delay: frames in flight do not make its
+            # descriptor readable, so the runtime must re-read its deadline.
+            port.on_in_flight = self.wakeup
 
     # -- API for transports ---------------------------------------------
 

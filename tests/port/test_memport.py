@@ -170,3 +170,18 @@ def test_pair_capture_records_what_each_side_received(tmp_path):
     records = read_pcap(path)
     assert [index(r.data) for r in records] == got
     assert all(r.timestamp == pytest.approx(100.0) for r in records)
+
+
+def test_frames_put_in_flight_call_on_in_flight():
+    clock = FakeClock()
+    a, b = memory_pair(clock=clock, delay=0.1)
+    calls = []
+    b.on_in_flight = lambda: calls.append(b.poll_at())
+    send_all(a, [frame(1)])
+    assert calls == [pytest.approx(100.1)]
+    clock.now += 0.1
+    assert drain(b) == [1]
+    a.tx_impairment.delay = 0.0
+    send_all(a, [frame(2)])  # receivable at once: the descriptor says so, no callback
+    assert calls == [pytest.approx(100.1)]
+    assert drain(b) == [2]

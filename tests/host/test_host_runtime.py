@@ -1,0 +1,122 @@
+"""The trio runtime: waiting, waking, deadlines, batches, over the memory pair."""
+
+import pytest
+import trio
+import trio.testing
+
+from multistack.errors import PortClosedError
+from multistack.memport import memory_pair
+from stacks.host import Host, OwnNeighbours
+from stacks.udp import open_udp_socket
+
+from hostkit import RecordingHandler, trio_test
+
+
+def two_hosts(**link):
+    a, b = memory_pair(**link)
+    ha = Host(a, ["10.2.0.1/24", "fd00:2::1/64"], neighbours=OwnNeighbours())
+    hb = Host(b, ["10.2.0.2/24", "fd00:2::2/64"], neighbours=OwnNeighbours())
+    return ha, hb
+
+
+async def echo_once(sock):
+    data, peer = await sock.recvfrom()
+    await sock.sendto(data, peer)
+
+
+def test_app_output_is_flushed_without_incoming_traffic():
+    # The sender's runtime sleeps on an idle port; sendto from an app task
+    # must wake it (wakeup), or nothing would ever leave.
+    async def main():
+        ha, hb = two_hosts()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ha.run)
+            nursery.start_soon(hb.run)
+            server = open_udp_socket(hb, "10.2.0.2", 7)
+            client = open_udp_socket(ha, "10.2.0.1", 0)
+            nursery.start_soon(echo_once, server)
+            await trio.sleep(0.05)  # both runtimes are asleep now
+            with trio.fail_after(2):
+                await client.sendto(b"wake up", ("10.2.0.2", 7))
+                assert await client.recvfrom() == (b"wake up", server.getsockname())
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def test_link_delay_is_honoured_through_port_deadlines():
+    # Frames in flight make no descriptor readable: the runtime must sleep
+    # until the memory port's poll_at.  With the autojump clock the round
+    # trip takes exactly the virtual delay.
+    async def main():
+        ha, hb = two_hosts(delay=0.25)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ha.run)
+            nursery.start_soon(hb.run)
+            server = open_udp_socket(hb, "fd00:2::2", 7)
+            client = open_udp_socket(ha, "fd00:2::1", 0)
+            nursery.start_soon(echo_once, server)
+            start = trio.current_time()
+            await client.sendto(b"slow", ("fd00:2::2", 7))
+            assert (await client.recvfrom())[0] == b"slow"
+            # NS + NA, then datagram + echo: four one-way trips (the echo's
+            # neighbour is already known from the NS).
+            assert trio.current_time() - start == pytest.approx(1.0)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_handler_deadlines_drive_on_timer():
+    async def main():
+        ha, _ = two_hosts()
+        handler = RecordingHandler(deadline=trio.current_time() + 3)
+        ha.attach(6, handler)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ha.run)
+            await trio.sleep(2.9)
+            assert handler.timer_calls == []
+            await trio.sleep(0.2)
+            assert handler.timer_calls == [pytest.approx(3.0, abs=0.01)]
+            # A handler that sets an earlier deadline from outside calls wakeup().
+            handler.deadline = trio.current_time() + 0.5
+            ha.wakeup()
+            await trio.sleep(0.6)
+            assert len(handler.timer_calls) == 2
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_bursts_are_drained_in_batches():
+    async def main():
+        ha, hb = two_hosts()
+        hb.rx_batch = 16
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ha.run)
+            nursery.start_soon(hb.run)
+            server = open_udp_socket(hb, "10.2.0.2", 9, queue_limit=1000)
+            client = open_udp_socket(ha, "10.2.0.1", 0)
+            for i in range(300):
+                await client.sendto(b"%d" % i, ("10.2.0.2", 9))
+            with trio.fail_after(5):
+                got = [int((await server.recvfrom())[0]) for _ in range(300)]
+            assert got == list(range(300))
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+@trio_test
+async def test_run_ends_with_port_closed_error():
+    ha, _ = two_hosts()
+
+    async def close_soon():
+        await trio.sleep(0.01)
+        ha.port.close()
+        ha.wakeup()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(close_soon)
+        with pytest.raises(PortClosedError):
+            await ha.run()
