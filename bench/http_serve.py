@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""The HTTP server side of the benchmark: one trio app, two TCP stacks.
+
+    http_serve.py kernel --addr A --port P
+        the app on kernel sockets (trio.serve_tcp)
+    http_serve.py utcp-tap --netns NS --kernel-addr K/len --stack-addr S/len --port P
+        the app on UTCP, over a TAP port whose kernel side goes into NS
+    http_serve.py utcp-module --ifname IF --stack-addr S/len --port P
+        the app on UTCP, over a multistack.ko port on IF (TCP S:P registered)
+
+The application is stacks/apps/http_server.py when it offers a per-stream
+handler, otherwise bench/http_app.py.  Prints "ready <app>" on stdout once
+it accepts connections, serves until stdin closes or SIGTERM, then prints
+the stack's counters as "counters {json}" on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import signal
+import sys
+
+import trio
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))     # the repository: multistack, stacks
+sys.path.insert(0, HERE)
+
+
+def load_app():
+    """(handler(stream), description)."""
+    try:
+        mod = importlib.import_module("stacks.apps.http_server")
+    except ImportError:
+        mod = None
+    if mod is not None:
+        for name in ("handle", "handler", "handle_connection", "serve_connection",
+                     "http_handler", "serve_stream", "handle_stream"):
+            fn = getattr(mod, name, None)
+            if callable(fn):
+                return fn, "stacks.apps.http_server.%s" % name
+        for name in ("make_handler",):
+            fn = getattr(mod, name, None)
+            if callable(fn):
+                return fn(), "stacks.apps.http_server.%s()" % name
+    import http_app
+    return http_app.handle, "bench/http_app.py (stacks/apps/http_server.py has no " \
+        "per-stream handler yet)"
+
+
+async def wait_stop():
+    """Returns when stdin closes (the harness went away) or on SIGTERM."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            async def on_signal():
+                async for _ in signals:
+                    break
+                nursery.cancel_scope.cancel()
+
+            async def on_stdin():
+                await trio.to_thread.run_sync(sys.stdin.read, abandon_on_cancel=True)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(on_signal)
+            nursery.start_soon(on_stdin)
+
+
+async def serve(listeners, handler, app, host=None):
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trio.serve_listeners, handler, listeners)
+        print("ready %s" % app, flush=True)
+        await wait_stop()
+        nursery.cancel_scope.cancel()
+
+
+def utcp_counters(host):
+    out = {}
+    if host is None:
+        return out
+    out.update({"host." + k: v for k, v in host.counters.items()})
+    try:
+        from stacks.utcp.trio_api import TcpLayer
+        out.update({"tcp." + k: v for k, v in TcpLayer.of(host).counters.items()})
+    except Exception:
+        pass
+    try:
+        out.update({"port." + k: v for k, v in host.port.stats().as_dict().items()})
+    except Exception:
+        pass
+    return out
+
+
+async def main_async(args):
+    handler, app = load_app()
+    if args.stack == "kernel":
+        listeners = await trio.open_tcp_listeners(args.port, host=args.addr, backlog=1024)
+        await serve(listeners, handler, app)
+        return {}
+
+    from stacks.host import Host, OwnNeighbours
+    from stacks.utcp import TcpConfig
+    from stacks.utcp.trio_api import TcpLayer, open_tcp_listener
+
+    sock = None
+    if args.stack == "utcp-tap":
+        from multistack.tap import open_tap_in_netns
+        port = open_tap_in_netns(args.netns, [args.kernel_addr])
+        neighbours = OwnNeighbours()
+    else:
+        from multistack.kernel import KernelPort
+        from stacks.host import OsNeighbours
+        port = KernelPort(args.ifname)
+        sock = port.claim("tcp", args.stack_addr.split("/")[0], args.port)
+        neighbours = OsNeighbours(args.ifname)
+    # TCP_NODELAY, as trio's SocketStream sets on kernel sockets
+    config = TcpConfig(nagle=False)
+    host = Host(port, [args.stack_addr], neighbours=neighbours)
+    TcpLayer(host, config=config)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(host.run)
+            listener = await open_tcp_listener(host, args.stack_addr.split("/")[0], args.port,
+                                               backlog=1024, config=config)
+            await serve([listener], handler, app, host)
+            nursery.cancel_scope.cancel()
+        return utcp_counters(host)
+    finally:
+        port.close()
+        if sock is not None:
+            sock.close()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("stack", choices=("kernel", "utcp-tap", "utcp-module"))
+    ap.add_argument("--addr")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--netns")
+    ap.add_argument("--kernel-addr")
+    ap.add_argument("--stack-addr")
+    ap.add_argument("--ifname")
+    args = ap.parse_args()
+    counters = trio.run(main_async, args)
+    print("counters " + json.dumps(counters, sort_keys=True), flush=True)
+
+
+if __name__ == "__main__":
+    main()
