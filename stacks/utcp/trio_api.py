@@ -1,0 +1,368 @@
+"""UTCP for trio applications: streams, listeners and the per-host TCP layer.
+
+    listener = await open_tcp_listener(host, "10.0.0.2", 80)
+    await trio.serve_listeners(handler, [listener])
+
+    stream = await open_tcp_stream(host, "10.0.0.2", 80)
+    await stream.send_all(b"GET / HTTP/1.1\\r\\n\\r\\n")
+
+:class:`TcpLayer` is the protocol handler a :class:`~stacks.host.Host`
+calls for IP protocol 6: it parses segments, feeds the sans-IO
+:class:`~stacks.utcp.Endpoint`, sends what comes out through the host and
+wakes the tasks waiting on a connection.  The host's runtime
+(``await host.run()``) must be running in some task.
+
+Closing follows Linux: ``aclose`` with unread data, or data arriving after
+``aclose``, resets the connection; otherwise it sends FIN and the
+connection finishes in the background (an orphan; one stuck in FIN-WAIT-2
+is dropped after ``ORPHAN_TIMEOUT``).
+"""
+
+from __future__ import annotations
+
+import errno
+from collections import Counter
+from ipaddress import ip_address
+
+import trio
+
+from stacks.host.host import Host, IcmpError, IcmpErrorKind, NoRoute, PacketTooBig
+from stacks.wire.errors import MalformedPacket
+from stacks.wire.tcp import PROTOCOL, TcpRepr
+
+from .config import TcpConfig
+from .connection import Connection
+from .endpoint import Endpoint
+from .events import LocalProtocolError, RemoteProtocolError
+from .isn import IsnGenerator
+from .listener import Listener
+from .states import State
+
+ORPHAN_TIMEOUT = 60.0
+WILDCARDS = {ip_address("0.0.0.0"), ip_address("::")}
+
+
+class _Exclusive:
+    """At most one task at a time in a group of methods (trio's BusyResourceError)."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._held = False
+
+    def __enter__(self) -> None:
+        if self._held:
+            raise trio.BusyResourceError(f"another task is using this stream for {self._what}")
+        self._held = True
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._held = False
+
+
+def _os_error(error: RemoteProtocolError) -> OSError:
+    code = {"reset": errno.ECONNRESET, "refused": errno.ECONNREFUSED,
+            "timeout": errno.ETIMEDOUT, "unreachable": errno.EHOSTUNREACH}[error.reason]
+    return OSError(code, str(error))
+
+
+class TcpLayer:
+    """The TCP protocol handler of one Host.  Get it with :meth:`of`."""
+
+    def __init__(self, host: Host, *, config: TcpConfig | None = None,
+                 isn_secret: bytes | None = None, seed: int | None = None,
+                 verify_checksums: bool = True) -> None:
+        self.host = host
+        self.endpoint = Endpoint(config=config, isn=IsnGenerator(isn_secret), seed=seed)
+        self.verify_checksums = verify_checksums
+        self.counters: Counter[str] = Counter()
+        self._lots: dict[Connection, trio.lowlevel.ParkingLot] = {}
+        self._listener_lots: dict[Listener, trio.lowlevel.ParkingLot] = {}
+        self._orphans: dict[Connection, float] = {}
+        host.attach(PROTOCOL, self)
+
+    @classmethod
+    def of(cls, host: Host, **kwargs) -> TcpLayer:
+        """The host's TCP layer, attached on first use (``kwargs`` apply then)."""
+        existing = host.handler(PROTOCOL)
+        if existing is None:
+            return cls(host, **kwargs)
+        if not isinstance(existing, cls):
+            raise ValueError(f"protocol 6 of this host is handled by {type(existing).__name__}")
+        return existing
+
+    # ---------------------------------------------------------------- ProtocolHandler
+
+    def on_packet(self, src, dst, payload: memoryview, now: float) -> None:
+        try:
+            seg = TcpRepr.parse(payload, src, dst, verify_checksum=self.verify_checksums)
+        except MalformedPacket:
+            self.counters["drop_malformed"] += 1
+            return
+        conn = self.endpoint.receive(src, dst, seg, now)
+        if conn is not None and conn in self._orphans and conn.readable:
+            conn.read()
+            conn.abort()      # nobody will read this: tell the sender (as Linux does)
+            self.counters["orphan_reset_on_data"] += 1
+        self._flush(now)
+
+    def on_icmp_error(self, error: IcmpError, now: float) -> None:
+        if error.src_port is None or error.dst_port is None:
+            return
+        if error.kind in (IcmpErrorKind.FRAG_NEEDED, IcmpErrorKind.PACKET_TOO_BIG):
+            self.endpoint.on_icmp_error(error.src, error.src_port, error.dst, error.dst_port,
+                                        mtu=error.mtu)
+        elif error.kind is IcmpErrorKind.UNREACHABLE:
+            self.endpoint.on_icmp_error(error.src, error.src_port, error.dst, error.dst_port,
+                                        message=f"ICMP unreachable from {error.reporter}")
+        self._flush(now)
+
+    def poll_at(self) -> float | None:
+        deadline = self.endpoint.poll_at()
+        if self._orphans:
+            orphan = min(self._orphans.values())
+            deadline = orphan if deadline is None else min(deadline, orphan)
+        return deadline
+
+    def on_timer(self, now: float) -> None:
+        self.endpoint.on_timer(now)
+        for conn, deadline in list(self._orphans.items()):
+            if conn.state in (State.CLOSED, State.TIME_WAIT):
+                del self._orphans[conn]
+            elif deadline <= now:
+                del self._orphans[conn]
+                conn.abort()
+                self.endpoint.touch(conn)
+                self.counters["orphans_dropped"] += 1
+        self._flush(now)
+
+    # ---------------------------------------------------------------- output and wakeups
+
+    def _flush(self, now: float) -> None:
+        for src, dst, seg in self.endpoint.segments_to_send(now):
+            try:
+                self.host.send_ip(src, dst, PROTOCOL, seg.emit(src, dst))
+            except (PacketTooBig, NoRoute, ValueError):
+                self.counters["drop_unsendable"] += 1
+        for conn in self.endpoint.take_touched():
+            lot = self._lots.get(conn)
+            if lot is not None:
+                lot.unpark_all()
+            if conn.state is State.CLOSED and conn in self._orphans:
+                del self._orphans[conn]
+        for listener, lot in self._listener_lots.items():
+            if listener.accept_queue or listener.closed:
+                lot.unpark_all()
+
+    def kick(self, conn: Connection | None = None) -> None:
+        """The application changed something: send what is due and rearm the timers."""
+        if conn is not None:
+            self.endpoint.touch(conn)
+        self._flush(trio.current_time())
+        self.host.wakeup()
+
+    def lot(self, conn: Connection) -> trio.lowlevel.ParkingLot:
+        return self._lots.setdefault(conn, trio.lowlevel.ParkingLot())
+
+    def forget(self, conn: Connection) -> None:
+        self._lots.pop(conn, None)
+
+    def orphan(self, conn: Connection) -> None:
+        self._orphans[conn] = trio.current_time() + ORPHAN_TIMEOUT
+        self._lots.pop(conn, None)
+
+    # ---------------------------------------------------------------- opening
+
+    def listen(self, address, port: int, backlog: int, config: TcpConfig | None) -> "UtcpListener":
+        address = None if address is None or ip_address(address) in WILDCARDS else ip_address(address)
+        if port == 0:
+            port = self.endpoint._ephemeral_port(address, None, 0)
+        listener = self.endpoint.listen(address, port, backlog=backlog, config=config)
+        self._listener_lots[listener] = trio.lowlevel.ParkingLot()
+        return UtcpListener(self, listener)
+
+    async def connect(self, address, port: int, *, source=None,
+                      config: TcpConfig | None = None) -> "UtcpStream":
+        remote = ip_address(address)
+        local = ip_address(source) if source is not None else self.host.source_address_for(remote)
+        if local is None:
+            raise OSError(errno.EADDRNOTAVAIL, f"no IPv{remote.version} address to connect from")
+        conn = self.endpoint.connect(local, remote, port, trio.current_time(), config=config)
+        stream = UtcpStream(self, conn)
+        try:
+            while conn.state is State.SYN_SENT or conn.state is State.SYN_RECEIVED:
+                self.kick(conn)
+                await self.lot(conn).park()
+        except BaseException:
+            conn.abort()
+            self.kick(conn)
+            self.forget(conn)
+            raise
+        if conn.error is not None:
+            self.forget(conn)
+            raise _os_error(conn.error)
+        self.kick(conn)
+        return stream
+
+
+class UtcpStream(trio.abc.HalfCloseableStream):
+    """One UTCP connection as a trio stream."""
+
+    def __init__(self, layer: TcpLayer, conn: Connection) -> None:
+        self._layer = layer
+        self.connection = conn
+        self._closed = False
+        self._eof_sent = False
+        self._send_guard = _Exclusive("sending")
+        self._receive_guard = _Exclusive("receiving")
+        self._lot = layer.lot(conn)
+
+    @property
+    def local_address(self):
+        return self.connection.key[0], self.connection.key[1]
+
+    @property
+    def remote_address(self):
+        return self.connection.key[2], self.connection.key[3]
+
+    def setsockopt_nodelay(self, on: bool = True) -> None:
+        """TCP_NODELAY: switch Nagle's algorithm off (on=True) or back on."""
+        self.connection.config.nagle = not on
+
+    def _check_send(self) -> None:
+        if self._closed or self._eof_sent:
+            raise trio.ClosedResourceError("this stream was closed for sending")
+        conn = self.connection
+        if conn.error is not None:
+            raise trio.BrokenResourceError(str(conn.error)) from _os_error(conn.error)
+        if conn.state not in (State.ESTABLISHED, State.CLOSE_WAIT, State.SYN_RECEIVED):
+            raise trio.BrokenResourceError(f"connection is {conn.state.value}")
+
+    async def send_all(self, data) -> None:
+        with self._send_guard:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            self._check_send()
+            view = memoryview(data).cast("B")
+            try:
+                while view:
+                    n = self.connection.send(bytes(view[:self.connection.send_space()]))
+                    view = view[n:]
+                    if n:
+                        self._layer.kick(self.connection)
+                    if view:
+                        await self._lot.park()
+                        self._check_send()
+            except LocalProtocolError as exc:
+                raise trio.BrokenResourceError(str(exc)) from None
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def wait_send_all_might_not_block(self) -> None:
+        with self._send_guard:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            self._check_send()
+            while self.connection.send_space() == 0:
+                await self._lot.park()
+                if self._closed:
+                    raise trio.ClosedResourceError("stream closed")
+                if self.connection.error is not None or self.connection.closed:
+                    return      # the next send_all will say what went wrong
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def send_eof(self) -> None:
+        with self._send_guard:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            if self._closed:
+                raise trio.ClosedResourceError("stream closed")
+            if not self._eof_sent:
+                self._eof_sent = True
+                try:
+                    self.connection.close()
+                except LocalProtocolError:
+                    pass       # already closed by the peer's reset: nothing to finish
+                self._layer.kick(self.connection)
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if max_bytes is not None:
+            if not isinstance(max_bytes, int):
+                raise TypeError("max_bytes must be an integer or None")
+            if max_bytes < 1:
+                raise ValueError("max_bytes must be at least 1")
+        with self._receive_guard:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            conn = self.connection
+            while True:
+                if self._closed:
+                    raise trio.ClosedResourceError("stream closed")
+                if conn.readable:
+                    data = conn.read(max_bytes if max_bytes is not None else 65536)
+                    self._layer.kick(conn)     # a window update may be due
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                    return data
+                if conn.eof_received:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                    return b""
+                if conn.error is not None:
+                    raise trio.BrokenResourceError(str(conn.error)) from _os_error(conn.error)
+                if conn.closed:
+                    raise trio.BrokenResourceError("connection closed")
+                await self._lot.park()
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            conn = self.connection
+            if conn.readable or conn.state is State.SYN_SENT:
+                conn.abort()                   # unread data is lost: say so with RST
+            elif conn.state in (State.ESTABLISHED, State.CLOSE_WAIT, State.SYN_RECEIVED):
+                conn.close()
+            if conn.state is not State.CLOSED:
+                self._layer.orphan(conn)
+            self._layer.kick(conn)
+            self._layer.forget(conn)
+            self._lot.unpark_all()
+        await trio.lowlevel.checkpoint()
+
+
+class UtcpListener(trio.abc.Listener[UtcpStream]):
+    def __init__(self, layer: TcpLayer, listener: Listener) -> None:
+        self._layer = layer
+        self.listener = listener
+        self._guard = _Exclusive("accepting")
+
+    @property
+    def address(self):
+        return self.listener.address, self.listener.port
+
+    async def accept(self) -> UtcpStream:
+        with self._guard:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            lot = self._layer._listener_lots.get(self.listener)
+            while True:
+                if self.listener.closed or lot is None:
+                    raise trio.ClosedResourceError("listener closed")
+                conn = self.listener.accept()
+                if conn is not None:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                    return UtcpStream(self._layer, conn)
+                await lot.park()
+
+    async def aclose(self) -> None:
+        if not self.listener.closed:
+            self._layer.endpoint.unlisten(self.listener)
+            lot = self._layer._listener_lots.pop(self.listener, None)
+            if lot is not None:
+                lot.unpark_all()
+            self._layer.kick()
+        await trio.lowlevel.checkpoint()
+
+
+async def open_tcp_listener(host: Host, address, port: int, *, backlog: int = 128,
+                            config: TcpConfig | None = None) -> UtcpListener:
+    """Listen on (address, port) of ``host``; address None or a wildcard: all of them."""
+    await trio.lowlevel.checkpoint()
+    return TcpLayer.of(host).listen(address, port, backlog, config)
+
+
+async def open_tcp_stream(host: Host, address, port: int, *, source=None,
+                          config: TcpConfig | None = None) -> UtcpStream:
+    """Connect to (address, port); raises OSError (ECONNREFUSED, ETIMEDOUT, ...) on failure."""
+    return await TcpLayer.of(host).connect(address, port, source=source, config=config)

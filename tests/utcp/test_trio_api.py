@@ -1,0 +1,158 @@
+"""The trio front end over two Hosts on the in-memory port pair."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import random
+
+import pytest
+import trio
+import trio.testing
+
+from multistack.memport import memory_pair
+from stacks.host import Host, OwnNeighbours
+from stacks.utcp import State, TcpConfig
+from stacks.utcp.trio_api import TcpLayer, UtcpStream, open_tcp_listener, open_tcp_stream
+
+CLIENT_ADDR = "10.7.0.1"
+SERVER_ADDR = "10.7.0.2"
+FAST = dict(min_rto=0.2, initial_rto=0.5, msl=0.5)
+
+
+@contextlib.asynccontextmanager
+async def two_hosts(config: TcpConfig | None = None, **impairments):
+    config = config or TcpConfig(**FAST)
+    a, b = memory_pair(**impairments)
+    client = Host(a, [CLIENT_ADDR + "/24"], neighbours=OwnNeighbours())
+    server = Host(b, [SERVER_ADDR + "/24"], neighbours=OwnNeighbours())
+    TcpLayer(client, config=config, seed=1)
+    TcpLayer(server, config=config, seed=2)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.run)
+        nursery.start_soon(server.run)
+        yield client, server
+        nursery.cancel_scope.cancel()
+
+
+async def connected_pair(client: Host, server: Host, port: int, config=None):
+    listener = await open_tcp_listener(server, SERVER_ADDR, port, config=config)
+    stream = await open_tcp_stream(client, SERVER_ADDR, port, config=config)
+    accepted = await listener.accept()
+    await listener.aclose()
+    return stream, accepted
+
+
+async def test_check_half_closeable_stream():
+    async with two_hosts() as (client, server):
+        ports = iter(range(1000, 2000))
+
+        async def maker():
+            return await connected_pair(client, server, next(ports))
+
+        async def clogged_maker():
+            small = TcpConfig(send_buffer=2000, recv_buffer=2000, **FAST)
+            s, r = await connected_pair(client, server, next(ports), config=small)
+            # Fill each side's send buffer and the other's receive buffer: now send_all
+            # blocks in both directions until the other side reads.
+            for stream, host in ((s, client), (r, server)):
+                conn = stream.connection
+                while conn.send_space() or conn.in_flight:
+                    if conn.send_space():
+                        conn.send(b"x" * conn.send_space())
+                        TcpLayer.of(host).kick(conn)
+                    await trio.sleep(0.05)    # past delayed ACKs that may free more room
+            return s, r
+
+        await trio.testing.check_half_closeable_stream(maker, clogged_maker)
+
+
+async def test_serve_listeners_echo_many_clients():
+    async with two_hosts() as (client, server):
+        listener = await open_tcp_listener(server, None, 7)
+
+        async def echo(stream: UtcpStream):
+            async with stream:
+                while data := await stream.receive_some():
+                    await stream.send_all(data)
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, echo, [listener])
+            results = {}
+
+            async def one(i):
+                payload = random.Random(i).randbytes(20_000 + i)
+                stream = await open_tcp_stream(client, SERVER_ADDR, 7)
+                async with stream:
+                    async def sender():
+                        await stream.send_all(payload)
+                        await stream.send_eof()
+                    got = bytearray()
+                    async with trio.open_nursery() as inner:
+                        inner.start_soon(sender)
+                        while chunk := await stream.receive_some():
+                            got += chunk
+                results[i] = bytes(got) == payload
+
+            async with trio.open_nursery() as clients:
+                for i in range(20):
+                    clients.start_soon(one, i)
+            nursery.cancel_scope.cancel()
+        assert results == {i: True for i in range(20)}
+
+
+async def test_bulk_transfer_over_lossy_link_matches_sha256():
+    data = random.Random(5).randbytes(2_000_000)
+    async with two_hosts(loss=0.02, duplicate=0.01, reorder=0.02, delay=0.002, seed=9) as (c, s):
+        listener = await open_tcp_listener(s, SERVER_ADDR, 9000)
+        got = hashlib.sha256()
+
+        async def receive():
+            stream = await listener.accept()
+            async with stream:
+                while chunk := await stream.receive_some():
+                    got.update(chunk)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(receive)
+            stream = await open_tcp_stream(c, SERVER_ADDR, 9000)
+            await stream.send_all(data)
+            await stream.aclose()
+        assert got.digest() == hashlib.sha256(data).digest()
+
+
+async def test_connect_to_closed_port_is_refused():
+    async with two_hosts() as (client, server):
+        TcpLayer.of(server)
+        with pytest.raises(ConnectionRefusedError):
+            await open_tcp_stream(client, SERVER_ADDR, 4444)
+
+
+async def test_peer_reset_breaks_the_stream():
+    async with two_hosts() as (client, server):
+        s, r = await connected_pair(client, server, 5000)
+        await s.send_all(b"unread")
+        await trio.testing.wait_all_tasks_blocked()
+        await r.aclose()                           # unread data: RST, as Linux does
+        with pytest.raises(trio.BrokenResourceError):
+            await s.receive_some()
+        assert s.connection.error.reason == "reset"
+        await s.aclose()
+
+
+async def test_half_close_then_reply():
+    async with two_hosts() as (client, server):
+        s, r = await connected_pair(client, server, 5001)
+        await s.send_all(b"request")
+        await s.send_eof()
+        assert await r.receive_some() == b"request"
+        assert await r.receive_some() == b""
+        await r.send_all(b"response")
+        await r.aclose()
+        assert await s.receive_some() == b"response"
+        assert await s.receive_some() == b""
+        await s.aclose()
+        await trio.sleep(1.5)                      # TIME-WAIT is 2 × 0.5 s here
+        assert TcpLayer.of(client).endpoint.connections == {}
+        assert TcpLayer.of(server).endpoint.connections == {}
+        assert s.connection.state is State.CLOSED
