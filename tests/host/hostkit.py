@@ -103,3 +103,32 @@ def trio_test(fn):
         return trio.run(functools.partial(fn, *args, **kwargs))
 
     return wrapper
+
+
+def tap_host(kernel_addresses, stack_addresses, prefix="mshost"):
+    """An async context manager: a fresh namespace with a TAP's kernel side
+    in it, and a running user-level Host on the TAP.  Yields (ns, port, host)."""
+    from contextlib import asynccontextmanager
+
+    import trio
+
+    from multistack.tap import create_netns, delete_netns, open_tap_in_netns, unique_netns_name
+
+    @asynccontextmanager
+    async def context():
+        ns = unique_netns_name(prefix)
+        create_netns(ns)
+        port = None
+        try:
+            port = open_tap_in_netns(ns, kernel_addresses)
+            host = Host(port, stack_addresses, neighbours=OwnNeighbours())
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(host.run)
+                yield ns, port, host
+                nursery.cancel_scope.cancel()
+        finally:
+            if port is not None:
+                port.close()
+            delete_netns(ns)
+
+    return context()

@@ -3,16 +3,16 @@
 import json
 import subprocess
 import sys
-from contextlib import asynccontextmanager
 from ipaddress import ip_address
 
 import pytest
 import trio
 
-from multistack.tap import create_netns, delete_netns, ip, open_tap_in_netns, unique_netns_name
-from stacks.host import Host, IcmpErrorKind, OwnNeighbours
+from multistack.tap import ip
+from stacks.host import IcmpErrorKind
 from stacks.udp import UdpIcmpError, open_udp_socket
 
+from hostkit import tap_host as kit_tap_host
 from hostkit import trio_test
 
 pytestmark = pytest.mark.netns
@@ -35,22 +35,8 @@ while True:
 """
 
 
-@asynccontextmanager
-async def tap_host():
-    ns = unique_netns_name("mshost")
-    create_netns(ns)
-    port = None
-    try:
-        port = open_tap_in_netns(ns, KERNEL)
-        host = Host(port, STACK, neighbours=OwnNeighbours())
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(host.run)
-            yield ns, port, host
-            nursery.cancel_scope.cancel()
-    finally:
-        if port is not None:
-            port.close()
-        delete_netns(ns)
+def tap_host():
+    return kit_tap_host(KERNEL, STACK)
 
 
 async def in_ns(ns, *argv):
