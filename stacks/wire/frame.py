@@ -48,6 +48,10 @@ class Frame:
     transport: TransportRepr | None = None
     payload: bytes = b""
 
+    def emit(self) -> bytes:
+        """The frame's bytes: :func:`build_frame` of its layers."""
+        return build_frame(self.ethernet, self.network, self.transport, self.payload)
+
 
 def parse_frame(data, *, verify_checksums: bool = True) -> Frame:
     """Parse an Ethernet frame (without FCS) down to its transport layer.
@@ -85,15 +89,20 @@ def parse_frame(data, *, verify_checksums: bool = True) -> Frame:
     return Frame(ethernet, ip, transport)
 
 
-def build_frame(ethernet: EthernetRepr, network: NetworkRepr,
+def build_frame(ethernet: EthernetRepr, network: NetworkRepr | None,
                 transport: TransportRepr | None = None, payload: bytes = b"") -> bytes:
     """Build a frame in one buffer: Ethernet, then IP or ARP, then the transport.
 
     Lengths and checksums are computed.  The layers must agree: the
     EtherType with the network layer, the IP protocol with the transport.
-    Without a transport, ``payload`` is the raw IP payload (a fragment, say).
-    Frames shorter than 60 bytes are not padded; the NIC does that.
+    Without a transport, ``payload`` is the raw IP payload (a fragment, say);
+    without a network layer either, the raw Ethernet payload.  Frames
+    shorter than 60 bytes are not padded; the NIC does that.
     """
+    if network is None:
+        if transport is not None:
+            raise ValueError("build_frame: a transport needs a network layer")
+        return ethernet.emit(payload)
     if isinstance(network, ArpRepr):
         if ethernet.ethertype != EtherType.ARP or transport is not None or payload:
             raise ValueError("build_frame: ARP goes in an ARP EtherType frame, alone")

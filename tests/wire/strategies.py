@@ -78,11 +78,21 @@ def ipv6_extension_headers(draw, fragments=True):
             more = draw(st.booleans()) if fragments else False
             headers.append(Ipv6ExtensionHeader.fragment(offset, more, draw(u32)))
         elif kind == ipv6.AUTH:
-            headers.append(Ipv6ExtensionHeader(kind, draw(st.binary(min_size=6, max_size=6))
-                                               + bytes(4 * draw(st.integers(0, 4)))))
+            # reserved, SPI, sequence number, ICV: 12 + 4k bytes, a multiple of 8 for IPv6
+            icv = bytes(4 + 8 * draw(st.integers(0, 2)))
+            headers.append(Ipv6ExtensionHeader(kind, bytes(2) + draw(st.binary(min_size=8,
+                                                                            max_size=8)) + icv))
+        elif kind == ipv6.ROUTING:
+            # type 0: routing type, segments left, reserved, then addresses
+            addresses = draw(st.lists(ipv6_addresses, max_size=2))
+            headers.append(Ipv6ExtensionHeader(kind, bytes((0, draw(st.integers(0, len(addresses)))))
+                                               + bytes(4) + b"".join(a.packed for a in addresses)))
         else:
-            headers.append(Ipv6ExtensionHeader(
-                kind, draw(st.binary(min_size=6, max_size=6)) + bytes(8 * draw(st.integers(0, 2)))))
+            # one option (PadN or an experimental type) filling the body
+            size = 6 + 8 * draw(st.integers(0, 2))
+            option = draw(st.sampled_from([1, 0x1E, 0x3E]))
+            headers.append(Ipv6ExtensionHeader(kind, bytes((option, size - 2)) + draw(
+                st.binary(min_size=size - 2, max_size=size - 2))))
     return tuple(headers)
 
 
@@ -133,7 +143,9 @@ def icmpv4_reprs(draw):
         return Icmpv4Repr.time_exceeded(code, data)
     if kind == "param":
         return Icmpv4Repr(Icmpv4Type.PARAMETER_PROBLEM, code, pointer=draw(u8), data=data)
-    return Icmpv4Repr(draw(u8.filter(lambda t: t not in _ICMPV4_KNOWN)), code, data=data)
+    # real messages of every type have at least 8 bytes
+    rest = draw(st.binary(min_size=4, max_size=4))
+    return Icmpv4Repr(draw(u8.filter(lambda t: t not in _ICMPV4_KNOWN)), code, data=rest + data)
 
 
 _ICMPV6_KNOWN = {int(t) for t in Icmpv6Type}
@@ -162,7 +174,8 @@ def icmpv6_reprs(draw):
                                       | NA_OVERRIDE]))
         return Icmpv6Repr(Icmpv6Type.NEIGHBOR_ADVERT, code, target=draw(ipv6_addresses),
                           nd_flags=flags, **lladdrs)
-    return Icmpv6Repr(draw(u8.filter(lambda t: t not in _ICMPV6_KNOWN)), code, data=data)
+    rest = draw(st.binary(min_size=4, max_size=4))
+    return Icmpv6Repr(draw(u8.filter(lambda t: t not in _ICMPV6_KNOWN)), code, data=rest + data)
 
 
 _TRANSPORTS = {
