@@ -166,6 +166,15 @@ class CapturePort(Port):
     def closed(self) -> bool:
         return self.inner.closed
 
+    # The memory port's callback must be set on the port itself, not on the wrapper.
+    @property
+    def on_in_flight(self):
+        return getattr(self.inner, "on_in_flight")
+
+    @on_in_flight.setter
+    def on_in_flight(self, callback) -> None:
+        self.inner.on_in_flight = callback
+
     def __getattr__(self, name: str):
         # Optional backend hooks (such as MemoryPort.poll_at) pass through.
         if name == "inner":

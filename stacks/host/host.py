@@ -139,7 +139,8 @@ class Host:
                  neighbours: NeighbourResolver,
                  gateway: IPAddress | str | Iterable[IPAddress | str] | None = None,
                  answer_echo: bool | None = None, clock: typing.Callable[[], float] | None = None,
-                 rx_batch: int = 256, neighbour_queue: int = 64, tx_backlog: int = 4096):
+                 rx_batch: int = 256, neighbour_queue: int = 64, tx_backlog: int = 4096,
+                 icmp_rate: int = 100):
         self.port = port
         self.mac = MacAddress(bytes(port.mac))
         self.interfaces: list[IPInterface] = [ip_interface(a) for a in addresses]
@@ -157,6 +158,11 @@ class Host:
                 self.gateways[g.version] = g
         self.neighbours = neighbours
         self.answer_echo = neighbours.owns_link if answer_echo is None else answer_echo
+        #: Whether this host answers for its addresses on the link (unreachables too).
+        self.owns_link = neighbours.owns_link
+        self.icmp_rate = icmp_rate
+        self._icmp_tokens = float(icmp_rate)
+        self._icmp_refill_at: float | None = None
         self.rx_batch = rx_batch
         self.neighbour_queue = neighbour_queue
         self.tx_backlog = tx_backlog
@@ -222,6 +228,14 @@ class Host:
         self._woken = True
         if self._wait_scope is not None:
             self._wait_scope.cancel()
+
+    def reject(self, src: IPAddress, dst: IPAddress, proto: int, payload: memoryview | bytes,
+               now: float) -> None:
+        """A transport found no taker for a packet (``src`` is the remote end):
+        answer "port unreachable" as a host on the link would.  Over a shared
+        NIC the OS stack owns that answer, so nothing is sent.  Rate-limited
+        (RFC 1812 4.3.2.8) to ``icmp_rate`` a second."""
+        self._send_unreachable(src, dst, proto, payload, 3 if src.version == 4 else 4, now)
 
     def source_address_for(self, dst: IPAddress) -> IPAddress | None:
         """Our address on ``dst``'s network, else our first of its family."""
@@ -345,6 +359,8 @@ class Host:
         handler = self._handlers.get(proto)
         if handler is None:
             self.counters["drop_no_handler"] += 1
+            if src.version == 4:  # ICMPv6 has no "protocol unreachable" that fits: parameter problem
+                self._send_unreachable(src, dst, proto, payload, DestUnreachable.PROTOCOL, now)
             return
         self.counters["rx_delivered"] += 1
         handler.on_packet(src, dst, payload, now)
@@ -486,6 +502,41 @@ class Host:
         # runtime to wake up and flush.
         if not self._in_runtime:
             self.wakeup()
+
+    def _send_unreachable(self, remote: IPAddress, local: IPAddress, proto: int,
+                          payload: memoryview | bytes, code: int, now: float) -> None:
+        if not self.owns_link or remote.is_multicast or local.is_multicast \
+                or remote.is_unspecified:
+            return
+        if not self._icmp_allowed(now):
+            self.counters["icmp_rate_limited"] += 1
+            return
+        # Quote the offending packet: its header as the sender built it (the
+        # fields a receiver matches on: addresses, protocol) and its start.
+        if remote.version == 4:
+            quoted = Ipv4Repr(remote, local, proto).emit(bytes(payload[:548]))
+            quoted = quoted[:IPV4_HEADER + min(len(payload), 548)]
+            message = Icmpv4Repr.dest_unreachable(code, quoted).emit()
+            icmp_proto = ICMPV4
+        else:
+            quoted = Ipv6Repr(remote, local, proto).emit(bytes(payload[:1184]))
+            message = Icmpv6Repr.dest_unreachable(code, quoted).emit(local, remote)
+            icmp_proto = ICMPV6
+        self.counters["icmp_unreachables_sent"] += 1
+        try:
+            self._send_packet(local, remote, icmp_proto, message, now)
+        except NoRoute:
+            pass  # counted in _send_packet
+
+    def _icmp_allowed(self, now: float) -> bool:
+        if self._icmp_refill_at is not None:
+            self._icmp_tokens = min(float(self.icmp_rate),
+                                    self._icmp_tokens + (now - self._icmp_refill_at) * self.icmp_rate)
+        self._icmp_refill_at = now
+        if self._icmp_tokens < 1:
+            return False
+        self._icmp_tokens -= 1
+        return True
 
     # -- core: timers and output ----------------------------------------
 

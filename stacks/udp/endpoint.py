@@ -3,7 +3,8 @@
 :class:`UdpLayer` is the host's protocol handler for UDP.  It checks each
 datagram (length, checksum), finds the endpoint bound to its destination
 (exact address first, then the wildcard of that family) and queues it
-there; a datagram nobody is bound to is a counted drop.  ICMP errors about
+there; a datagram nobody is bound to is a counted drop, answered with
+"port unreachable" where the host owns the link.  ICMP errors about
 datagrams we sent go to the endpoint that sent them.  Sending builds the
 datagram (checksum over the pseudo-header) and hands it to ``host.send_ip``.
 No I/O, no clock: the trio API in :mod:`stacks.udp.socket` waits on top.
@@ -156,6 +157,7 @@ class UdpLayer:
         endpoint = self.lookup(dst, udp.dst_port)
         if endpoint is None:
             self.counters["drop_no_endpoint"] += 1
+            self.host.reject(src, dst, PROTOCOL, payload, now)
             return
         self.counters["rx_datagrams"] += 1
         endpoint.datagram_received(Datagram(udp.payload, (src, udp.src_port), (dst, udp.dst_port)))

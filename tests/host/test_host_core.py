@@ -217,7 +217,64 @@ def test_bad_or_foreign_frames_are_counted_drops(frame, reason):
     host.attach(6, handler)
     host.handle_frame(frame, clock.now)
     assert host.drops() == {reason: 1}
-    assert handler.packets == [] and output(host) == []
+    assert handler.packets == []
+    if reason != "no_handler":  # that one is answered: see test_unknown_protocol_...
+        assert output(host) == []
+
+
+def _known_peer_host():
+    host, clock = make_host()
+    host.handle_frame(arp(ArpOp.REQUEST, PEER_MAC, PEER_V4, ZERO_MAC, HOST_V4), clock.now)
+    host.handle_frame(ipv6(PEER_V6, HOST_V6, Icmpv6Repr.neighbor_solicit(HOST_V6, PEER_MAC),
+                           hop_limit=255), clock.now)
+    output(host)
+    return host, clock
+
+
+def test_unknown_protocol_is_answered_protocol_unreachable():
+    host, clock = _known_peer_host()
+    host.handle_frame(raw_ipv4(PEER_V4, HOST_V4, 89, b"ospf?" * 4), clock.now)
+    (answer,) = output(host)
+    icmp = answer.transport
+    assert (icmp.type, icmp.code) == (Icmpv4Type.DEST_UNREACHABLE, 2)
+    quoted = icmp.quoted
+    assert (quoted.ip.src, quoted.ip.dst, quoted.protocol) == (PEER_V4, HOST_V4, 89)
+    assert quoted.payload == b"ospf?" * 4
+
+
+@pytest.mark.parametrize("peer, ours", [(PEER_V4, HOST_V4), (PEER_V6, HOST_V6)])
+def test_closed_udp_port_is_answered_port_unreachable(peer, ours):
+    from stacks.udp import UdpLayer
+
+    host, clock = _known_peer_host()
+    UdpLayer.of(host)
+    build = ipv4 if peer.version == 4 else ipv6
+    host.handle_frame(build(peer, ours, UdpRepr(4444, 9, b"closed?")), clock.now)
+    (answer,) = output(host)
+    icmp = answer.transport
+    assert icmp.code == (3 if peer.version == 4 else 4)
+    assert (icmp.quoted.src_port, icmp.quoted.dst_port) == (4444, 9)
+    assert answer.network.dst == peer
+
+
+def test_unreachables_are_rate_limited_and_not_sent_over_a_shared_nic():
+    from stacks.udp import UdpLayer
+
+    host, clock = _known_peer_host()
+    host.icmp_rate = 5
+    host._icmp_tokens = 5.0
+    UdpLayer.of(host)
+    for _ in range(20):
+        host.handle_frame(ipv4(PEER_V4, HOST_V4, UdpRepr(4444, 9, b"x")), clock.now)
+    assert len(output(host)) == 5
+    assert host.counters["icmp_rate_limited"] == 15
+    clock.now += 1.0  # a second later the bucket is full again
+    for _ in range(20):
+        host.handle_frame(ipv4(PEER_V4, HOST_V4, UdpRepr(4444, 9, b"x")), clock.now)
+    assert len(output(host)) == 5
+    host.owns_link = False  # what a host on the kernel-module backend is
+    host.handle_frame(ipv4(PEER_V4, HOST_V4, UdpRepr(4444, 9, b"x")), clock.now + 5)
+    assert output(host) == []
 
 
 # -- ICMP errors and path MTU ------------------------------------------------

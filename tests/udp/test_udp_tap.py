@@ -95,3 +95,30 @@ print(len(seen), flush=True)
         finally:
             server.kill()
             await server.wait()
+
+
+@pytest.mark.parametrize("address", ["10.32.0.2", "fd00:32::2"])
+@trio_test
+async def test_linux_client_is_refused_by_a_closed_user_port(address):
+    async with tap_host(KERNEL, STACK, "msudp") as (ns, port, host):
+        open_udp_socket(host, "0.0.0.0", 7)  # the layer exists; port 9 is closed
+        client = r"""
+import socket, sys
+address = sys.argv[1]
+s = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(3)
+s.connect((address, 9))
+s.send(b"anyone?")
+try:
+    s.recv(100)
+    print("answered")
+except ConnectionRefusedError:
+    print("refused")
+except socket.timeout:
+    print("timeout")
+"""
+        with trio.fail_after(20):
+            done = await trio.run_process(["ip", "netns", "exec", ns, sys.executable, "-c", client,
+                                           address], capture_stdout=True, check=False)
+        assert done.stdout.decode().strip() == "refused"
+        assert host.counters["icmp_unreachables_sent"] == 1
