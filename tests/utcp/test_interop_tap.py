@@ -1,0 +1,239 @@
+"""UTCP against the Linux kernel's TCP, over a TAP device whose kernel side sits in a
+namespace this test creates (10.x addresses only there).
+
+curl and Python socket clients against UTCP servers, UTCP clients against a
+Python socket server: bulk transfers checked by sha256 in both directions,
+half-close, and a thousand concurrent connections.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import subprocess
+import sys
+
+import pytest
+import trio
+
+from multistack.tap import create_netns, delete_netns, open_tap_in_netns, unique_netns_name
+from stacks.apps import http_server
+from stacks.host import Host, OwnNeighbours
+from stacks.utcp import TcpConfig
+from stacks.utcp.trio_api import TcpLayer, open_tcp_listener, open_tcp_stream
+
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/net/tun"),
+                       reason="needs root and /dev/net/tun for namespaces and TAP"),
+]
+
+KERNEL = "10.44.0.1"
+STACK = "10.44.0.2"
+KERNEL6 = "fd00:44::1"
+STACK6 = "fd00:44::2"
+BULK = 50 * 1024 * 1024
+
+
+@contextlib.asynccontextmanager
+async def tap_stack(config: TcpConfig | None = None):
+    ns = unique_netns_name("msutcp")
+    create_netns(ns)
+    port = None
+    try:
+        port = open_tap_in_netns(ns, [KERNEL + "/24", KERNEL6 + "/64"])
+        host = Host(port, [STACK + "/24", STACK6 + "/64"], neighbours=OwnNeighbours())
+        TcpLayer(host, config=config or TcpConfig(min_rto=0.2))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(host.run)
+            yield ns, host
+            nursery.cancel_scope.cancel()
+    finally:
+        if port is not None:
+            port.close()
+        delete_netns(ns)
+
+
+async def in_ns(ns, *argv, stdin: bytes = b"", timeout: float = 60.0):
+    with trio.fail_after(timeout):
+        return await trio.run_process(["ip", "netns", "exec", ns, *argv], stdin=stdin,
+                                      capture_stdout=True, capture_stderr=True, check=False)
+
+
+def pattern_sha256(n: int) -> str:
+    block = bytes(range(256)) * 4096
+    h = hashlib.sha256()
+    for i in range(0, n, len(block)):
+        h.update(block[:min(len(block), n - i)])
+    return h.hexdigest()
+
+
+async def serve_http(host, address):
+    listener = await open_tcp_listener(host, address, 80, backlog=1024)
+    return listener
+
+
+# ---------------------------------------------------------------- curl -> UTCP
+
+
+@pytest.mark.parametrize("server, url", [(STACK, f"http://{STACK}/bytes/{BULK}"),
+                                         (STACK6, f"http://[{STACK6}]/bytes/1000000")])
+async def test_curl_fetches_from_the_utcp_http_server(server, url):
+    size = int(url.rsplit("/", 1)[1])
+    async with tap_stack() as (ns, host):
+        listener = await serve_http(host, server)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(http_server.serve, [listener])
+            done = await in_ns(ns, "sh", "-c", f"curl -sS --max-time 100 {url} | sha256sum",
+                               timeout=110)
+            nursery.cancel_scope.cancel()
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.split()[0].decode() == pattern_sha256(size)
+
+
+# ---------------------------------------------------------------- Linux client -> UTCP server
+
+UPLOAD_CLIENT = r"""
+import hashlib, socket, sys
+n = int(sys.argv[2]); block = bytes(range(256)) * 4096
+s = socket.create_connection((sys.argv[1], 9000), timeout=60)
+left = n
+while left:
+    k = min(left, len(block)); s.sendall(block[:k]); left -= k
+s.shutdown(socket.SHUT_WR)                    # half-close: the reply still comes back
+reply = b""
+while chunk := s.recv(65536):
+    reply += chunk
+print(reply.decode())
+"""
+
+
+async def test_linux_client_uploads_50mb_then_half_closes():
+    async with tap_stack() as (ns, host):
+        listener = await open_tcp_listener(host, STACK, 9000)
+
+        async def sink():
+            stream = await listener.accept()
+            h = hashlib.sha256()
+            total = 0
+            while chunk := await stream.receive_some():
+                h.update(chunk)
+                total += len(chunk)
+            # The client half-closed; our direction is still open for the answer.
+            await stream.send_all(f"{total} {h.hexdigest()}".encode())
+            await stream.aclose()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sink)
+            done = await in_ns(ns, sys.executable, "-c", UPLOAD_CLIENT, STACK, str(BULK),
+                               timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().split() == [str(BULK), pattern_sha256(BULK)]
+
+
+# ---------------------------------------------------------------- UTCP client -> Linux server
+
+DOWNLOAD_SERVER = r"""
+import socket, sys
+n = int(sys.argv[2]); block = bytes(range(256)) * 4096
+srv = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((sys.argv[1], 9001)); srv.listen(8)
+print("ready", flush=True)
+c, _ = srv.accept()
+request = b""
+while not request.endswith(b"\n"):
+    request += c.recv(100)
+left = n
+while left:
+    k = min(left, len(block)); c.sendall(block[:k]); left -= k
+c.shutdown(socket.SHUT_WR)
+assert c.recv(10) == b""                     # the UTCP side closes after reading all
+c.close()
+print("done", flush=True)
+"""
+
+
+@pytest.mark.parametrize("kernel, size", [(KERNEL, BULK), (KERNEL6, 2_000_000)])
+async def test_utcp_client_downloads_from_a_linux_server(kernel, size):
+    async with tap_stack() as (ns, host):
+        server = await trio.lowlevel.open_process(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", DOWNLOAD_SERVER, kernel, str(size)],
+            stdout=subprocess.PIPE)
+        try:
+            with trio.fail_after(120):
+                assert (await server.stdout.receive_some(100)).startswith(b"ready")
+                stream = await open_tcp_stream(host, kernel, 9001)
+                await stream.send_all(b"send\n")
+                h = hashlib.sha256()
+                total = 0
+                while chunk := await stream.receive_some():
+                    h.update(chunk)
+                    total += len(chunk)
+                await stream.aclose()
+                assert (total, h.hexdigest()) == (size, pattern_sha256(size))
+                assert await server.wait() == 0
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                server.kill()
+
+
+# ---------------------------------------------------------------- many connections
+
+MANY_CLIENT = r"""
+import selectors, socket, sys, time
+n = int(sys.argv[2]); sel = selectors.DefaultSelector(); socks = {}
+for i in range(n):
+    s = socket.socket(); s.setblocking(False)
+    s.connect_ex((sys.argv[1], 7))
+    sel.register(s, selectors.EVENT_WRITE, i); socks[s] = [i, b""]
+opened = 0; done = 0; deadline = time.time() + 90
+while done < n and time.time() < deadline:
+    for key, ev in sel.select(1):
+        s = key.fileobj; i, got = socks[s]
+        if ev & selectors.EVENT_WRITE:
+            err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                print("connect error", i, err); sys.exit(1)
+            opened += 1
+            s.send(b"hello %d\n" % i)
+            sel.modify(s, selectors.EVENT_READ, i)
+        else:
+            data = s.recv(100)
+            socks[s][1] = got + data
+            if socks[s][1].endswith(b"\n"):
+                assert socks[s][1] == b"hello %d\n" % i, socks[s][1]
+                done += 1
+# All connections were open at the same time: none is closed before every echo is back.
+print(opened, done)
+for s in socks: s.close()
+"""
+
+
+async def test_a_thousand_concurrent_connections_from_linux():
+    config = TcpConfig(min_rto=0.2, recv_buffer=16384, send_buffer=16384)
+    async with tap_stack(config) as (ns, host):
+        listener = await open_tcp_listener(host, STACK, 7, backlog=1024)
+        served = 0
+
+        async def echo(stream):
+            nonlocal served
+            async with stream:
+                data = b""
+                while not data.endswith(b"\n"):
+                    chunk = await stream.receive_some()
+                    if not chunk:
+                        return
+                    data += chunk
+                await stream.send_all(data)
+                served += 1
+                await stream.receive_some()         # stay open until the client closes
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, echo, [listener])
+            done = await in_ns(ns, sys.executable, "-c", MANY_CLIENT, STACK, "1000", timeout=120)
+            nursery.cancel_scope.cancel()
+    assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
+    assert done.stdout.decode().split() == ["1000", "1000"]
+    assert served == 1000
