@@ -2,18 +2,20 @@
 
     python -m stacks.apps.demo [--backend tap] [--count N]      (root: it makes namespaces)
 
-What runs today (backend ``tap``): a user-level IP host with a UDP echo
-service (RFC 862, port 7) runs in this process on a TAP port; the kernel
-side of the TAP sits in a fresh client network namespace, where Linux's own
-stack plays the client with a Python socket, netcat and ping, over IPv4 and
+What runs today (backend ``tap``): a user-level IP host runs in this
+process on a TAP port, with a UDP echo service (RFC 862, port 7) and the
+HTTP/1.1 server on UTCP, the user-level TCP (port 80).  The kernel side of
+the TAP sits in a fresh client network namespace, where Linux's own stack
+plays the client with a Python socket, netcat, curl and ping, over IPv4 and
 IPv6.  The demo prints a merged transcript of who sent what, a table of who
 served what, and the counters of both sides, then removes the namespace.
 
 Growing it: a *backend* builds the topology (``TapBackend`` now; the kernel
 module's backend later attaches MultiStack to a veth and registers
-3-tuples) and an *act* is one client-side exercise that appends rows to the
-table (``ACTS``).  New services (the UTCP HTTP server, a legacy OS server,
-a spoofing attempt) are new acts; the rest stays.
+3-tuples), a *service* starts something on the stack side (``SERVICES``)
+and an *act* is one client-side exercise that appends rows to the table
+(``ACTS``).  New pieces (a legacy OS server, a spoofing attempt) are new
+services and acts; the rest stays.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -30,11 +33,15 @@ from ipaddress import IPv4Interface, IPv6Interface, ip_interface
 import trio
 
 from multistack.tap import create_netns, delete_netns, ip, list_netns, open_tap_in_netns, unique_netns_name
+from stacks.apps import http_server
 from stacks.apps.udp_echo import ECHO_PORT, EchoStats, serve_udp_echo
 from stacks.host import Host, OwnNeighbours
 from stacks.udp import UdpLayer
+from stacks.utcp.trio_api import TcpLayer, open_tcp_listener
 
 NETNS_PREFIX = "msdemo"
+HTTP_PORT = 80
+HTTP_SIZE = 16384
 
 
 @dataclass
@@ -147,11 +154,69 @@ async def act_ping(demo: Demo, version: int) -> None:
                          f"{received}/{demo.count} answered", received == demo.count))
 
 
+async def act_http(demo: Demo, version: int) -> None:
+    target = demo.stack_address(version)
+    host = f"[{target}]" if version == 6 else str(target)
+    url = f"http://{host}:{HTTP_PORT}/bytes/{HTTP_SIZE}"
+    fd, path = tempfile.mkstemp(prefix="msdemo-http-")
+    os.close(fd)
+    try:
+        started = time.monotonic()
+        demo.events.append(Event(started, "linux  curl", endpoint(target, HTTP_PORT),
+                                 f"GET /bytes/{HTTP_SIZE} (IPv{version})"))
+        done = await demo.in_client("curl", "-sS", "--max-time", "10", "-o", path,
+                                    "-w", "%{http_code} %{size_download}", url)
+        with open(path, "rb") as f:
+            body = f.read()
+    finally:
+        os.unlink(path)
+    status = done.stdout.decode().split()[0] if done.stdout else "no answer"
+    intact = body == http_server._PATTERN[:HTTP_SIZE] if len(body) == HTTP_SIZE else False
+    took = (time.monotonic() - started) * 1000
+    demo.events.append(Event(time.monotonic(), "linux  curl", "",
+                             f"got HTTP {status}, {len(body)} B, body {'intact' if intact else 'WRONG'}"
+                             f", {took:.0f} ms {done.stderr.decode().strip()}"))
+    demo.rows.append(Row(f"HTTP GET, IPv{version}", "curl", "HTTP/1.1 on UTCP (user-level TCP)",
+                         f"{status}, {len(body)} B intact" if intact else f"{status}, {len(body)} B",
+                         status == "200" and intact))
+
+
+Service = Callable[[Demo, trio.Nursery], Awaitable[str]]
+
+
+async def service_udp_echo(demo: Demo, nursery: trio.Nursery) -> str:
+    def on_echo(data: bytes, peer, local) -> None:
+        demo.events.append(Event(time.monotonic(), f"stack  {endpoint(*local)}",
+                                 endpoint(*peer), f"echoes {data.decode(errors='replace')!r}"))
+
+    for wildcard in ("0.0.0.0", "::"):
+        await nursery.start(lambda task_status, w=wildcard: serve_udp_echo(
+            demo.host, w, ECHO_PORT, on_echo=on_echo, stats=demo.echo_stats,
+            task_status=task_status))
+    return f"UDP echo on port {ECHO_PORT} (user-level UDP, IPv4 and IPv6)"
+
+
+async def service_http(demo: Demo, nursery: trio.Nursery) -> str:
+    async def logged(stream) -> None:
+        local, remote = stream.local_address, stream.remote_address
+        demo.events.append(Event(time.monotonic(), f"stack  {endpoint(*local)}", endpoint(*remote),
+                                 "UTCP accepted the connection, HTTP server answers"))
+        await http_server.handle(stream)
+
+    listener = await open_tcp_listener(demo.host, None, HTTP_PORT)
+    await nursery.start(trio.serve_listeners, logged, [listener])
+    return f"HTTP/1.1 on port {HTTP_PORT} (UTCP, the user-level TCP, IPv4 and IPv6)"
+
+
+SERVICES: list[Service] = [service_udp_echo, service_http]
+
 Act = Callable[[Demo], Awaitable[None]]
 ACTS: list[tuple[str, Act]] = [
     ("udp-echo-v4", lambda demo: act_udp_echo(demo, 4)),
     ("udp-echo-v6", lambda demo: act_udp_echo(demo, 6)),
     ("netcat", act_netcat),
+    ("http-v4", lambda demo: act_http(demo, 4)),
+    ("http-v6", lambda demo: act_http(demo, 6)),
     ("ping-v4", lambda demo: act_ping(demo, 4)),
     ("ping-v6", lambda demo: act_ping(demo, 6)),
 ]
@@ -249,7 +314,11 @@ def report(demo: Demo, backend, out) -> None:
     print("\nCounters", file=out)
     udp = UdpLayer.of(demo.host)
     sections = [("user-level host", dict(demo.host.counters)), ("user-level UDP", dict(udp.counters)),
-                ("UDP echo service", vars(demo.echo_stats))] + backend.counter_sections(demo.host)
+                ("UDP echo service", vars(demo.echo_stats))]
+    tcp = demo.host.handler(6)
+    if isinstance(tcp, TcpLayer) and isinstance(getattr(tcp, "counters", None), dict):
+        sections.append(("UTCP", dict(tcp.counters)))
+    sections += backend.counter_sections(demo.host)
     for title, counters in sections:
         shown = ", ".join(f"{k}={v}" for k, v in sorted(counters.items()) if v) or "(all zero)"
         print(f"  {title}: {shown}", file=out)
@@ -266,18 +335,10 @@ async def run_demo(backend_name: str = "tap", count: int = 3, out=sys.stdout) ->
         for line in backend.describe():
             print("  " + line, file=out)
         demo = Demo(backend.client_ns, backend.client_addresses, backend.stack_addresses, host, count)
-
-        def on_echo(data: bytes, peer, local) -> None:
-            demo.events.append(Event(time.monotonic(), f"stack  {endpoint(*local)}",
-                                     endpoint(*peer), f"echoes {data.decode(errors='replace')!r}"))
-
         async with trio.open_nursery() as nursery:
             nursery.start_soon(host.run)
-            for wildcard in ("0.0.0.0", "::"):
-                await nursery.start(lambda task_status, w=wildcard: serve_udp_echo(
-                    host, w, ECHO_PORT, on_echo=on_echo, stats=demo.echo_stats,
-                    task_status=task_status))
-            print(f"  user-level UDP echo listening on port {ECHO_PORT} (IPv4 and IPv6)", file=out)
+            for service in SERVICES:
+                print(f"  serving: {await service(demo, nursery)}", file=out)
             for name, act in ACTS:
                 await act(demo)
             nursery.cancel_scope.cancel()

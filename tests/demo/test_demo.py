@@ -1,4 +1,4 @@
-"""scripts/demo end to end: the user-level UDP echo answers Linux clients over TAP."""
+"""scripts/demo end to end: user-level UDP echo, UTCP HTTP and ping answer Linux clients over TAP."""
 
 import re
 import subprocess
@@ -29,10 +29,14 @@ def test_demo_shows_the_echo_exchange_and_cleans_up():
                             ("ping, IPv4", "2/2 answered"), ("ping, IPv6", "2/2 answered")]:
         assert re.search(rf"{re.escape(service)} .* {re.escape(result)} +ok", out), service
     assert re.search(r"netcat \(nc -u\) .* echoed +ok", out)
+    for version in (4, 6):
+        assert re.search(rf"HTTP GET, IPv{version} +curl +HTTP/1.1 on UTCP .* 200, 16384 B intact +ok", out)
+    assert re.search(r"stack  10\.200\.0\.2:80 +-> 10\.200\.0\.1:\d+ +UTCP accepted the connection", out)
     # Counters of both sides.
     assert re.search(r"UDP echo service: bytes=\d+, echoed=5", out)
     assert "arp_replies_sent=1" in out and "nd_adverts_sent=1" in out
-    assert "RESULT: 5/5 checks passed (all passed)" in out
+    assert re.search(r"RESULT: (\d+)/\1 checks passed \(all passed\)", out)
+    assert "FAILED" not in out
     # Its namespace is gone.
     namespace = re.search(r"namespace (msdemo\d+-\d+) removed", out).group(1)
     assert namespace not in list_netns()
