@@ -464,8 +464,9 @@ def main():
         teardown()
     for s in servers:
         if s is not None and s.counters:
-            keys = [k for k in sorted(s.counters) if "drop" in k or "retrans" in k
-                    or "error" in k]
+            keys = [k for k in sorted(s.counters) if s.counters[k] and (
+                "drop" in k or "retrans" in k or "error" in k or "timeout" in k
+                or "reset" in k)]
             if keys:
                 print("  %s counters: %s" % (s.label, ", ".join(
                     "%s=%s" % (k, s.counters[k]) for k in keys[:12])))

@@ -40,6 +40,10 @@ GEN, DUT = "msb-gen", "msb-dut"
 GIF, DIF = "msg0", "msd0"
 GADDR, DADDR = "10.77.0.1", "10.77.0.2"
 RX_PORT, TX_PORT, SINK_PORT = 9000, 9001, 9
+# RX buffering: the port's RX ring (MS_MAX_SLOTS) and the socket's buffer,
+# both large enough to ride out the VM's scheduling hiccups.
+RX_SLOTS = 4096
+SOCK_RCVBUF = 4 << 20
 NOWHERE_MAC = "02:00:5e:00:00:01"   # no interface has it: the peer drops
 
 SIZES = [64, 128, 256, 512, 1024, 1518]
@@ -118,6 +122,8 @@ def setup(ncpu, rps=True):
         nsh(GEN, "echo 1 > /sys/class/net/%s/queues/rx-0/rps_cpus" % GIF)
         notes.append("pktgen on CPU 0; msd0 receive processing steered to "
                      "CPU 1 (RPS); receivers and senders pinned to CPU 1")
+    notes.append("RX buffering: %d-slot port ring, %d MiB socket buffer" % (
+        RX_SLOTS, SOCK_RCVBUF >> 20))
     else:
         notes.append("no RPS: receive processing runs where the frame was "
                      "sent" if ncpu >= 2 else
@@ -294,14 +300,27 @@ class Bench:
     def rx_os(self, pktgen):
         return self.receiver(
             [self.prog("udp_rx"), "-a", DADDR, "-p", str(RX_PORT),
-             "-t", str(self.secs), "-c", self.cpu, "-i", DIF], pktgen)
+             "-t", str(self.secs), "-c", self.cpu, "-i", DIF,
+             "-r", str(SOCK_RCVBUF)], pktgen)
 
     def rx_port(self, pktgen, extra_ports=0):
         self.attach(True)
         return self.receiver(
             [self.prog("ms_rx"), "-i", DIF, "-a", DADDR, "-p", str(RX_PORT),
-             "-t", str(self.secs), "-c", self.cpu, "-n", str(extra_ports)],
+             "-t", str(self.secs), "-c", self.cpu, "-n", str(extra_ports),
+             "-s", str(RX_SLOTS)],
             pktgen)
+
+    def rx_py(self, pktgen):
+        self.attach(True)
+        py = self.args.py
+        if not py or not os.access(py, os.X_OK):
+            raise Unavailable("no Python with the project installed (--py)")
+        here = os.path.dirname(os.path.abspath(__file__))
+        return self.receiver(
+            [py, os.path.join(here, "py_rx.py"), "-i", DIF, "-a", DADDR,
+             "-p", str(RX_PORT), "-t", str(self.secs), "-c", self.cpu,
+             "-W", "30", "-s", str(RX_SLOTS)], pktgen)
 
     def sender(self, name, frame_len):
         cmd = [self.prog(name), "-i", DIF, "-a", DADDR, "-p", str(TX_PORT),
@@ -405,11 +424,13 @@ def main():
     ap.add_argument("--no-rps", action="store_true",
                     help="do not steer receive processing to CPU 1")
     ap.add_argument("--only", choices=("rx", "tx"), default=None)
+    ap.add_argument("--py", default=None,
+                    help="the project's Python (for the KernelPort row)")
     ap.add_argument("--module-reason", default=None,
                     help="why the module is not loaded (n/a rows)")
     args = ap.parse_args()
     if args.seconds is None:
-        args.seconds = 1.5 if args.quick else 3.0
+        args.seconds = 1.5 if args.quick else 2.5
     sizes = QUICK_SIZES if args.quick else SIZES
     if args.sizes:
         sizes = [int(x) for x in args.sizes.split(",")]
@@ -477,14 +498,32 @@ def main():
         rx_table(pg, rx_sizes,
                  "RX over the veth: pktgen UDP -> A = MultiStack port (RX "
                  "ring, poll) vs B = OS UDP socket (recvmmsg)")
+        # ---- RX into Python (the project's binding) vs the C ring drain
+        if rx_sizes and pg.ok:
+            py_rows, py_notes = [], []
+            for size in [rx_sizes[0], rx_sizes[-1]]:
+                pg.configure(size - 4)
+                c_all, py_all = [], []
+                for _ in range(args.reps):
+                    c_all.append(attempt(b.rx_port, pg))
+                    py_all.append(attempt(b.rx_py, pg))
+                c_res, py_res = best(c_all), best(py_all)
+                if isinstance(py_res, dict) and py_res.get("drop_full"):
+                    py_notes.append("%d B: the Python port's ring overflowed %d "
+                                    "times" % (size, py_res["drop_full"]))
+                py_rows.append((size, py_res, c_res))
+            table("RX into Python over the veth: A = KernelPort.recv_batch "
+                  "(multistack.kernel) vs B = the C ring drain (bench/ms_rx.c)",
+                  "A: Python KernelPort", "B: C port drain", py_rows, py_notes)
+
         if rx_sizes:
             pg.close()
             if b.ncpu >= 2 and not args.no_rps:
                 nsh(DUT, "echo 0 > /sys/class/net/%s/queues/rx-0/rps_cpus"
                     % DIF, check=False)
             ipg = Pktgen(mac["dut"], mode="inject")
-            inj_sizes = rx_sizes if not args.quick else \
-                [rx_sizes[0], rx_sizes[-1]]
+            inj_sizes = [x for x in rx_sizes if x in (64, 512, 1518)] \
+                if not args.quick else [rx_sizes[0], rx_sizes[-1]]
             rx_table(ipg, inj_sizes,
                      "RX path saturated: pktgen injects into msd0's receive "
                      "path on CPU 0 (no veth hop) -> A = port vs B = recvmmsg",

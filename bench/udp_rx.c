@@ -3,7 +3,7 @@
  * udp_rx - the OS-path RX baseline: a UDP socket drained with recvmmsg().
  *
  *   udp_rx -a ADDR -p PORT [-t SECONDS] [-w WARMUP] [-W WAIT] [-c CPU]
- *          [-i IFNAME]
+ *          [-i IFNAME] [-r RCVBUF]
  *
  * Waits (at most WAIT seconds) for the first datagram, discards WARMUP
  * seconds of traffic, then counts datagrams for SECONDS and prints
@@ -67,7 +67,7 @@ int main(int argc, char **argv)
 	uint64_t o0, o1;
 	int port = 0, cpu = -1, opt, s, i, n, rcvbuf = 8 << 20;
 
-	while ((opt = getopt(argc, argv, "a:p:t:w:W:c:i:")) != -1) {
+	while ((opt = getopt(argc, argv, "a:p:t:w:W:c:i:r:")) != -1) {
 		switch (opt) {
 		case 'a': addr = optarg; break;
 		case 'p': port = atoi(optarg); break;
@@ -76,6 +76,7 @@ int main(int argc, char **argv)
 		case 'W': wait_first = atof(optarg); break;
 		case 'c': cpu = atoi(optarg); break;
 		case 'i': ifname = optarg; break;
+		case 'r': rcvbuf = atoi(optarg); break;
 		default:
 			fprintf(stderr, "usage: udp_rx -a ADDR -p PORT [-t S] [-w S] [-W S] [-c CPU]\n");
 			return 2;
