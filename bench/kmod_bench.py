@@ -122,12 +122,12 @@ def setup(ncpu, rps=True):
         nsh(GEN, "echo 1 > /sys/class/net/%s/queues/rx-0/rps_cpus" % GIF)
         notes.append("pktgen on CPU 0; msd0 receive processing steered to "
                      "CPU 1 (RPS); receivers and senders pinned to CPU 1")
-    notes.append("RX buffering: %d-slot port ring, %d MiB socket buffer" % (
-        RX_SLOTS, SOCK_RCVBUF >> 20))
     else:
         notes.append("no RPS: receive processing runs where the frame was "
                      "sent" if ncpu >= 2 else
                      "one vCPU: generator and system under test share it")
+    notes.append("RX buffering: %d-slot port ring, %d MiB socket buffer" % (
+        RX_SLOTS, SOCK_RCVBUF >> 20))
     mac = {
         "gen": nsx(GEN, "cat", "/sys/class/net/%s/address" % GIF)
         .stdout.strip(),
