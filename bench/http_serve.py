@@ -8,8 +8,8 @@
     http_serve.py utcp-module --ifname IF --stack-addr S/len --port P
         the app on UTCP, over a multistack.ko port on IF (TCP S:P registered)
 
-The application is stacks/apps/http_server.py when it offers a per-stream
-handler, otherwise bench/http_app.py.  Prints "ready <app>" on stdout once
+The application is stacks/apps/http_server.py (its per-connection
+``handle``), unchanged on both stacks.  Prints "ready <app>" on stdout once
 it accepts connections, serves until stdin closes or SIGTERM, then prints
 the stack's counters as "counters {json}" on stdout.
 """
@@ -17,7 +17,6 @@ the stack's counters as "counters {json}" on stdout.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import signal
@@ -27,28 +26,12 @@ import trio
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))     # the repository: multistack, stacks
-sys.path.insert(0, HERE)
 
 
 def load_app():
-    """(handler(stream), description)."""
-    try:
-        mod = importlib.import_module("stacks.apps.http_server")
-    except ImportError:
-        mod = None
-    if mod is not None:
-        for name in ("handle", "handler", "handle_connection", "serve_connection",
-                     "http_handler", "serve_stream", "handle_stream"):
-            fn = getattr(mod, name, None)
-            if callable(fn):
-                return fn, "stacks.apps.http_server.%s" % name
-        for name in ("make_handler",):
-            fn = getattr(mod, name, None)
-            if callable(fn):
-                return fn(), "stacks.apps.http_server.%s()" % name
-    import http_app
-    return http_app.handle, "bench/http_app.py (stacks/apps/http_server.py has no " \
-        "per-stream handler yet)"
+    """(handler(stream), description): the project's HTTP server app."""
+    from stacks.apps import http_server
+    return http_server.handle, "stacks/apps/http_server.py (handle)"
 
 
 async def wait_stop():
