@@ -178,13 +178,14 @@ class Ipv4Repr:
         if len(options) % 4 or len(options) > 40:
             raise ValueError(f"IPv4: options of {len(options)} bytes; need a multiple of 4, "
                              "at most 40")
-        if self.fragment_offset % 8:
-            raise ValueError(f"IPv4: fragment offset {self.fragment_offset} is not a multiple of 8")
+        if self.fragment_offset % 8 or not 0 <= self.fragment_offset <= OFFSET_MASK * 8:
+            raise ValueError(f"IPv4: fragment offset {self.fragment_offset} is not a multiple "
+                             f"of 8 in 0..{OFFSET_MASK * 8} (out of range)")
         frag = (self.fragment_offset // 8) | (FLAG_DF if self.dont_fragment else 0) \
             | (FLAG_MF if self.more_fragments else 0)
         if not (isinstance(self.src, IPv4Address) and isinstance(self.dst, IPv4Address)):
             raise ValueError("IPv4: src and dst must be IPv4Address")
-        if not (0 <= self.dscp < 64 and 0 <= self.ecn < 4 and 0 <= frag < 0x10000):
+        if not (0 <= self.dscp < 64 and 0 <= self.ecn < 4):
             raise ValueError(f"IPv4: field out of range in {self}")
         try:
             _HEADER.pack_into(buffer, offset, 0x40 | header_len // 4, self.dscp << 2 | self.ecn,
