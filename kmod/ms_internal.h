@@ -104,6 +104,7 @@ struct ms_port {
 	u32 rx_hwtail;				/* next slot to fill */
 	u32 rx_hwhead;				/* user head seen at last sync */
 	u32 rx_pubtail;				/* tail published to the user */
+	bool rx_kicked;				/* woken since the last sync */
 
 	wait_queue_head_t wq;
 	struct ms_pcpu_stats __percpu *stats;

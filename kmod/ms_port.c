@@ -231,6 +231,7 @@ static int ms_rxsync_locked(struct ms_port *port)
 	    ((port->rx_pubtail - port->rx_hwhead) & (n - 1)))
 		return -EINVAL;
 	port->rx_hwhead = head;
+	port->rx_kicked = false;	/* the next delivery wakes us again */
 	if (port->rx_pubtail != port->rx_hwtail) {
 		port->rx_pubtail = port->rx_hwtail;
 		/* slot contents before the index */

@@ -29,12 +29,19 @@
 #include <linux/if_vlan.h>
 #include <linux/udp.h>
 #include <net/checksum.h>
+#include <asm/unaligned.h>
 
 #include "ms_internal.h"
 #include "include/multistack_classify.h"
 
-/* Copies one frame into the port's RX ring; returns true if delivered. */
-static bool ms_rx_deliver(struct ms_port *port, struct sk_buff *skb)
+/*
+ * Copies one frame into the port's RX ring.  Returns false if it was
+ * dropped (counted); else true, with *kick set when the waiters must be
+ * woken: only the first delivery after a sync wakes them (the sync in poll
+ * clears rx_kicked under rx_lock before the task sleeps).
+ */
+static bool ms_rx_deliver(struct ms_port *port, struct sk_buff *skb,
+			  bool *kick)
 {
 	u32 len = skb->len + ETH_HLEN;
 	struct ms_netmap_slot *slot;
@@ -74,16 +81,21 @@ static bool ms_rx_deliver(struct ms_port *port, struct sk_buff *skb)
 
 		if (start >= ETH_HLEN && off + 2 <= (int)len) {
 			__wsum csum = csum_partial(buf + start, len - start, 0);
+			__sum16 sum = csum_fold(csum);
 
-			*(__sum16 *)(buf + off) = csum_fold(csum);
-			if (!*(__sum16 *)(buf + off) &&
+			if (!sum &&
 			    skb->csum_offset == offsetof(struct udphdr, check))
-				*(__sum16 *)(buf + off) = CSUM_MANGLED_0;
+				sum = CSUM_MANGLED_0;
+			put_unaligned(sum, (__sum16 *)(buf + off));
 		}
 	}
 	WRITE_ONCE(slot->len, (u16)len);
 	WRITE_ONCE(slot->flags, 0);
 	port->rx_hwtail = (port->rx_hwtail + 1) & (n - 1);
+	if (!port->rx_kicked) {
+		port->rx_kicked = true;
+		*kick = true;
+	}
 unlock:
 	spin_unlock(&port->rx_lock);
 	if (stat >= 0) {
@@ -131,15 +143,27 @@ static struct ms_port *ms_rx_match(struct ms_iface *iface, struct sk_buff *skb,
 		return NULL;
 	}
 
-	/* contiguous copy of the first headers: Ethernet + up to 242 bytes */
-	memcpy(hdr, skb_mac_header(skb), ETH_HLEN);
+	/*
+	 * The classifier needs the headers contiguous from the MAC header.
+	 * The MAC header sits right before skb->data in the linear area; when
+	 * the linear area holds the whole frame or MS_CLS_HDR_MAX bytes of it,
+	 * classify in place (it reads nothing past `avail`), else copy that
+	 * much first.
+	 */
 	avail = min_t(u32, skb->len, sizeof(hdr) - ETH_HLEN);
-	if (skb_copy_bits(skb, 0, hdr + ETH_HLEN, avail)) {
-		*stat = MS_STAT_RX_MALFORMED;
-		return NULL;
+	if (skb_headlen(skb) >= avail) {
+		v = ms_classify_partial(skb_mac_header(skb),
+					ETH_HLEN + skb_headlen(skb),
+					skb->len + ETH_HLEN, 0, &cls);
+	} else {
+		memcpy(hdr, skb_mac_header(skb), ETH_HLEN);
+		if (skb_copy_bits(skb, 0, hdr + ETH_HLEN, avail)) {
+			*stat = MS_STAT_RX_MALFORMED;
+			return NULL;
+		}
+		v = ms_classify_partial(hdr, avail + ETH_HLEN,
+					skb->len + ETH_HLEN, 0, &cls);
 	}
-	v = ms_classify_partial(hdr, avail + ETH_HLEN, skb->len + ETH_HLEN, 0,
-				&cls);
 	if (v != MS_CLS_OK) {
 		if (MS_CLS_IS_MALFORMED(v))
 			*stat = MS_STAT_RX_MALFORMED;
@@ -166,7 +190,7 @@ static struct ms_port *ms_rx_match(struct ms_iface *iface, struct sk_buff *skb,
 static void ms_rx_gso(struct ms_port *port, struct sk_buff *skb)
 {
 	struct sk_buff *segs, *seg, *next;
-	bool any = false;
+	bool kick = false;
 
 	skb = skb_share_check(skb, GFP_ATOMIC);
 	if (!skb)
@@ -184,14 +208,12 @@ static void ms_rx_gso(struct ms_port *port, struct sk_buff *skb)
 		skb_mark_not_on_list(seg);
 		skb_reset_mac_header(seg);
 		__skb_pull(seg, ETH_HLEN);
-		if (ms_rx_deliver(port, seg)) {
-			any = true;
+		if (ms_rx_deliver(port, seg, &kick))
 			consume_skb(seg);
-		} else {
+		else
 			kfree_skb(seg);
-		}
 	}
-	if (any && wq_has_sleeper(&port->wq))
+	if (kick && wq_has_sleeper(&port->wq))
 		wake_up_interruptible(&port->wq);
 }
 
@@ -200,6 +222,7 @@ rx_handler_result_t ms_rx_handler(struct sk_buff **pskb)
 	struct sk_buff *skb = *pskb;
 	struct ms_iface *iface = rcu_dereference(skb->dev->rx_handler_data);
 	struct ms_port *port;
+	bool kick = false;
 	int stat;
 
 	if (unlikely(!iface))
@@ -215,10 +238,10 @@ rx_handler_result_t ms_rx_handler(struct sk_buff **pskb)
 		ms_rx_gso(port, skb);
 		return RX_HANDLER_CONSUMED;
 	}
-	if (ms_rx_deliver(port, skb)) {
+	if (ms_rx_deliver(port, skb, &kick)) {
 		consume_skb(skb);
 		/* pairs with poll_wait() + rx_lock in ms_port_poll_mask */
-		if (wq_has_sleeper(&port->wq))
+		if (kick && wq_has_sleeper(&port->wq))
 			wake_up_interruptible(&port->wq);
 	} else {
 		kfree_skb(skb);

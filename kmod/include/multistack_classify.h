@@ -88,6 +88,7 @@ typedef uint32_t ms_cls_u32;
 #define MS_CLS_ETH_P_8021Q	0x8100
 #define MS_CLS_ETH_P_8021AD	0x88A8
 
+/* 60 bytes, no padding */
 struct ms_cls_result {
 	ms_cls_u32 verdict;	/* MS_CLS_* */
 	ms_cls_u8 family;	/* 2 (IPv4) / 10 (IPv6) when known, else 0 */
@@ -95,8 +96,8 @@ struct ms_cls_result {
 	ms_cls_u16 vlan_tci;	/* tag (with MS_CLS_F_VLAN), else 0 */
 	ms_cls_u16 src_port;	/* host order */
 	ms_cls_u16 dst_port;	/* host order */
-	ms_cls_u16 l3_off;	/* offset of the IP header */
-	ms_cls_u16 l4_off;	/* offset of the TCP/UDP header */
+	ms_cls_u32 l3_off;	/* offset of the IP header */
+	ms_cls_u32 l4_off;	/* offset of the TCP/UDP header */
 	ms_cls_u32 l3_len;	/* IP packet length (header + payload) */
 	ms_cls_u32 l4_len;	/* L4 header + payload length */
 	ms_cls_u8 src_addr[16];	/* network order; IPv4 in [0..3] */
@@ -135,7 +136,7 @@ static inline int ms_cls_l4(const ms_cls_u8 *f, ms_cls_u32 avail,
 	ms_cls_u32 need = proto == 6 ? 20 : 8;
 
 	out->proto = proto;
-	out->l4_off = (ms_cls_u16)l4;
+	out->l4_off = l4;
 	out->l4_len = l4_len;
 	if (l4_len < need)
 		return ms_cls_done(out, MS_CLS_TRUNC_L4);
@@ -165,7 +166,7 @@ static inline int ms_cls_ipv4(const ms_cls_u8 *f, ms_cls_u32 avail,
 	const ms_cls_u8 *ip = f + l3;
 
 	out->family = 2;
-	out->l3_off = (ms_cls_u16)l3;
+	out->l3_off = l3;
 	if (frame_len - l3 < 20)
 		return ms_cls_done(out, MS_CLS_TRUNC_L3);
 	if (l3 + 20 > avail)
@@ -203,7 +204,7 @@ static inline int ms_cls_ipv6(const ms_cls_u8 *f, ms_cls_u32 avail,
 	ms_cls_u8 nh;
 
 	out->family = 10;
-	out->l3_off = (ms_cls_u16)l3;
+	out->l3_off = l3;
 	if (frame_len - l3 < 40)
 		return ms_cls_done(out, MS_CLS_TRUNC_L3);
 	if (l3 + 40 > avail)
@@ -259,8 +260,6 @@ static inline int ms_classify_partial(const ms_cls_u8 *frame,
 		return ms_cls_done(out, MS_CLS_BAD_FLAGS);
 	if (avail > frame_len)
 		avail = frame_len;
-	if (frame_len > 0xffff)		/* offsets are 16-bit */
-		return ms_cls_done(out, MS_CLS_BAD_TOTLEN);
 	if (frame_len < 14)
 		return ms_cls_done(out, MS_CLS_TRUNC_ETH);
 	if (avail < 14)
