@@ -423,7 +423,7 @@ def main():
     ap.add_argument("--sizes", default=None, help="comma-separated sizes")
     ap.add_argument("--no-rps", action="store_true",
                     help="do not steer receive processing to CPU 1")
-    ap.add_argument("--only", choices=("rx", "tx"), default=None)
+    ap.add_argument("--only", choices=("rx", "tx", "mem"), default=None)
     ap.add_argument("--py", default=None,
                     help="the project's Python (for the KernelPort row)")
     ap.add_argument("--module-reason", default=None,
@@ -463,8 +463,8 @@ def main():
         print("setup: " + "; ".join(notes))
         pg = Pktgen(mac["dut"])
 
-        rx_sizes = [] if args.only == "tx" else sizes
-        tx_sizes = [] if args.only == "rx" else sizes
+        rx_sizes = sizes if args.only in (None, "rx") else []
+        tx_sizes = sizes if args.only in (None, "tx") else []
 
         # ---- RX
         def rx_table(pg, sizes, title, extra_note=None, offered=True):
@@ -603,7 +603,7 @@ def main():
                   offered=False)
 
         # ---- memory per port
-        if args.only:
+        if args.only not in (None, "mem"):
             return 0
         print()
         print("Memory per port (1024-slot TX and RX rings)")
@@ -623,16 +623,12 @@ def main():
                       m["ports"], m["vmalloc_per_port"] / 2**20,
                       m["percpu_per_port"] / 1024,
                       m["slab_per_port"] / 1024))
-            proc = nsx(DUT, "cat", "/proc/net/multistack", check=False)
-            memlines = [ln for ln in proc.stdout.splitlines()
-                        if re.search(r"mem", ln, re.I)]
-            if memlines:
-                print("  /proc/net/multistack: " + memlines[0].strip())
+            if m.get("proc_mem", -1) >= 0:
+                print("  module's own accounting (/proc/net/multistack, "
+                      "\"mem\" of a port): %d bytes" % m["proc_mem"])
             else:
-                print("  module's own accounting: n/a (%s)" % (
-                    "no memory field in /proc/net/multistack"
-                    if proc.returncode == 0 else
-                    "/proc/net/multistack not readable"))
+                print("  module's own accounting: n/a (no \"mem\" for the "
+                      "port in /proc/net/multistack)")
         except Unavailable as e:
             print("  n/a (%s)" % e)
         attempt(b.attach, False)

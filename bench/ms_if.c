@@ -7,10 +7,11 @@
  *   ms_if mem IFNAME [N]      open N ports (default 8) with 1024-slot rings
  *                             and print what one port costs:
  *     mem_size=M buf_size=B nbufs=K vmalloc_per_port=V percpu_per_port=P
- *     slab_per_port=S ports=N
+ *     slab_per_port=S ports=N proc_mem=P
  *   (mem_size from MS_IOC_PORT_BIND; the others are /proc/meminfo deltas
  *   over the N ports divided by N, in bytes: what the kernel really
- *   allocated.)
+ *   allocated; proc_mem is the "mem" the module itself shows for the first
+ *   port in /proc/net/multistack, -1 if it shows none.)
  * Exit 3 when the module is missing or refuses (reason on stderr).
  */
 #include "msport.h"
@@ -27,6 +28,26 @@ static long long meminfo_kb(const char *key)
 	while (fgets(line, sizeof(line), f))
 		if (!strncmp(line, key, kl) && line[kl] == ':') {
 			v = atoll(line + kl + 1);
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
+/* The "mem" figure /proc/net/multistack shows for port `id`; -1 if none. */
+static long long proc_port_mem(unsigned int id)
+{
+	char line[4096], *m;
+	unsigned int pid;
+	long long v = -1;
+	FILE *f = fopen("/proc/net/multistack", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "port %u ", &pid) == 1 && pid == id &&
+		    (m = strstr(line, " mem ")) != NULL) {
+			v = atoll(m + 5);
 			break;
 		}
 	fclose(f);
@@ -84,11 +105,12 @@ int main(int argc, char **argv)
 		s1 = meminfo_kb("SUnreclaim");
 		printf("mem_size=%u buf_size=%u nbufs=%u tx_slots=%u rx_slots=%u "
 		       "vmalloc_per_port=%lld percpu_per_port=%lld "
-		       "slab_per_port=%lld ports=%d\n",
+		       "slab_per_port=%lld ports=%d proc_mem=%lld\n",
 		       p[0].info.mem_size, p[0].info.buf_size,
 		       p[0].nifp->ni_nbufs, p[0].info.tx_slots,
 		       p[0].info.rx_slots, (v1 - v0) * 1024 / n,
-		       (c1 - c0) * 1024 / n, (s1 - s0) * 1024 / n, n);
+		       (c1 - c0) * 1024 / n, (s1 - s0) * 1024 / n, n,
+		       proc_port_mem(p[0].info.port_id));
 		return 0;
 	}
 	fprintf(stderr, "usage: ms_if attach|detach|mem IFNAME [N]\n");
