@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import enum
 import math
+import struct
 import typing
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
@@ -33,6 +34,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface, ip
 
 from multistack.port import Port
 from stacks.wire.arp import ArpRepr
+from stacks.wire.checksum import checksum
 from stacks.wire.errors import MalformedPacket
 from stacks.wire.ethernet import EtherType, EthernetRepr, MacAddress
 from stacks.wire.icmpv4 import DestUnreachable, Icmpv4Repr, Icmpv4Type
@@ -55,6 +57,11 @@ MIN_PMTU_V4 = 552  # Linux's min_pmtu: smaller "fragmentation needed" MTUs are n
 MIN_PMTU_V6 = 1280  # RFC 8200: every IPv6 link carries 1280
 PMTU_LIFETIME = 600.0  # RFC 1191 / RFC 8201: forget a learned PMTU after 10 minutes
 ALL_NODES = IPv6Address("ff02::1")
+_IPV4_HEADER = struct.Struct("!BBHHHBBH4s4s")
+_IPV6_HEADER = struct.Struct("!IHBB16s16s")
+_ETHERTYPE_IPV4 = b"\x08\x00"
+_ETHERTYPE_IPV6 = b"\x86\xdd"
+_DF = 0x4000
 
 
 class PacketTooBig(ValueError):
@@ -148,6 +155,11 @@ class Host:
             raise ValueError("a Host needs at least one address")
         self.ipv4_addresses = frozenset(i.ip for i in self.interfaces if i.version == 4)
         self.ipv6_addresses = frozenset(i.ip for i in self.interfaces if i.version == 6)
+        # Hot-path tables: our addresses by their wire bytes, on-link networks as integers.
+        self._ours_by_packed = {a.packed: a for a in self.ipv4_addresses | self.ipv6_addresses}
+        self._on_link = [(i.version, int(i.network.network_address), int(i.network.netmask))
+                         for i in self.interfaces]
+        self._remote_by_packed: dict[bytes, IPAddress] = {}
         self._ipv6_groups = {ALL_NODES} | {solicited_node(a) for a in self.ipv6_addresses}
         self.gateways: dict[int, IPAddress] = {}
         if gateway is not None:
@@ -246,8 +258,9 @@ class Host:
         return same_family[0].ip if same_family else None
 
     def next_hop(self, dst: IPAddress) -> IPAddress:
-        for interface in self.interfaces:
-            if interface.version == dst.version and dst in interface.network:
+        version, value = dst.version, int(dst)
+        for net_version, network, mask in self._on_link:
+            if net_version == version and value & mask == network:
                 return dst
         if dst.version == 6 and dst.is_link_local:
             return dst
@@ -292,6 +305,55 @@ class Host:
     def handle_frame(self, frame: memoryview | bytes, now: float) -> None:
         """Process one received Ethernet frame."""
         self.counters["rx_frames"] += 1
+        if len(frame) >= 34 and frame[14] == 0x45 and frame[12] == 0x08 and frame[13] == 0:
+            if self._fast_ipv4(frame, now):
+                return
+        elif len(frame) >= 54 and frame[12] == 0x86 and frame[13] == 0xDD and frame[20] in (6, 17):
+            if self._fast_ipv6(frame, now):
+                return
+        self._handle_frame_slowly(frame, now)
+
+    # The fast paths take the common case (unicast to us, no IPv4 options, no
+    # IPv6 extension headers, not a fragment, TCP/UDP) with a few byte reads
+    # and no objects but the addresses; they return False for anything else,
+    # which the full parse below then accepts or drops with its reason.
+
+    def _fast_ipv4(self, frame, now: float) -> bool:
+        if frame[0:6] != self.mac:
+            return False
+        total = frame[16] << 8 | frame[17]
+        if total < 20 or total > len(frame) - 14 or frame[20] & 0x3F or frame[21] \
+                or frame[23] == ICMPV4 or checksum(frame[14:34]) != 0:
+            return False
+        dst = self._ours_by_packed.get(bytes(frame[30:34]))
+        if dst is None:
+            return False
+        self._deliver(self._remote(bytes(frame[26:30])), dst, frame[23], frame[34:14 + total], now)
+        return True
+
+    def _fast_ipv6(self, frame, now: float) -> bool:
+        if frame[0:6] != self.mac or frame[14] >> 4 != 6:
+            return False
+        end = 54 + (frame[18] << 8 | frame[19])
+        if end > len(frame):
+            return False
+        dst = self._ours_by_packed.get(bytes(frame[38:54]))
+        if dst is None:
+            return False
+        self._deliver(self._remote(bytes(frame[22:38])), dst, frame[20], frame[54:end], now)
+        return True
+
+    def _remote(self, packed: bytes) -> IPAddress:
+        # Peers repeat: reuse their address objects rather than build one per packet.
+        address = self._remote_by_packed.get(packed)
+        if address is None:
+            if len(self._remote_by_packed) >= 4096:
+                self._remote_by_packed.clear()
+            address = IPv4Address(packed) if len(packed) == 4 else IPv6Address(packed)
+            self._remote_by_packed[packed] = address
+        return address
+
+    def _handle_frame_slowly(self, frame: memoryview | bytes, now: float) -> None:
         try:
             eth, rest = EthernetRepr.parse_with_payload(frame)
         except MalformedPacket:
@@ -462,16 +524,23 @@ class Host:
     def _send_packet(self, src: IPAddress, dst: IPAddress, proto: int, payload: bytes,
                      now: float) -> None:
         if src.version == 4:
-            self._ident = (self._ident + 1) & 0xFFFF
+            self._ident = ident = (self._ident + 1) & 0xFFFF
             # TCP sets DF for path-MTU discovery; UDP leaves routers free to fragment.
-            header = Ipv4Repr(src, dst, proto, ident=self._ident, dont_fragment=proto == 6)
+            dst_packed = dst.packed
+            header = bytearray(_IPV4_HEADER.pack(0x45, 0, IPV4_HEADER + len(payload), ident,
+                                                 _DF if proto == 6 else 0, 64, proto, 0,
+                                                 src.packed, dst_packed))
+            header[10:12] = checksum(header).to_bytes(2, "big")
             ethertype = EtherType.IPV4
+            group = dst_packed[0] >= 224  # multicast, or the limited broadcast
         else:
-            header = Ipv6Repr(src, dst, proto)
+            dst_packed = dst.packed
+            header = _IPV6_HEADER.pack(0x60000000, len(payload), proto, 64, src.packed, dst_packed)
             ethertype = EtherType.IPV6
-        packet = header.emit(payload)
+            group = dst_packed[0] == 0xFF
+        packet = b"".join((header, payload))
         self.counters["tx_packets"] += 1
-        if dst.is_multicast or (dst.version == 4 and dst == IPv4Address("255.255.255.255")):
+        if group:
             self._queue_tx(EthernetRepr(multicast_mac(dst), self.mac, ethertype).emit(packet))
             return
         try:
@@ -481,7 +550,8 @@ class Host:
             raise
         mac = self.neighbours.lookup(hop, now)
         if mac is not None:
-            self._queue_tx(EthernetRepr(mac, self.mac, ethertype).emit(packet))
+            self._queue_tx(b"".join((mac, self.mac, _ETHERTYPE_IPV4 if ethertype == EtherType.IPV4
+                                     else _ETHERTYPE_IPV6, packet)))
             return
         queue = self._waiting.setdefault(hop, deque())
         if len(queue) >= self.neighbour_queue:

@@ -19,12 +19,16 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from stacks.host.host import Host, IcmpError, IPAddress
-from stacks.wire.errors import MalformedPacket
+from stacks.wire.checksum import transport_checksum_ok
 from stacks.wire.udp import PROTOCOL, UdpRepr
 
 WILDCARDS = {4: IPv4Address("0.0.0.0"), 6: IPv6Address("::")}
 EPHEMERAL_PORTS = range(49152, 65536)  # RFC 6335
 MAX_PAYLOAD = 65535 - 8
+
+
+def _key(address: IPAddress, port: int) -> tuple[int, int, int]:
+    return address.version, int(address), port
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,9 @@ class UdpLayer:
         self.host = host
         self.verify_checksums = verify_checksums
         self.counters: Counter[str] = Counter()
-        self._endpoints: dict[tuple[IPAddress, int], UdpEndpoint] = {}
+        # Keyed by (version, address as an integer, port): cheaper to hash than
+        # ipaddress objects, and the two families cannot collide.
+        self._endpoints: dict[tuple[int, int, int], UdpEndpoint] = {}
         self._random = random.Random(seed)
         host.attach(PROTOCOL, self)
 
@@ -119,11 +125,10 @@ class UdpLayer:
             raise ValueError(f"port {port} out of range")
         if port == 0:
             port = self._free_port(address)
-        key = (address, port)
-        wildcard = WILDCARDS[address.version]
-        clash = key in self._endpoints or (wildcard, port) in self._endpoints or (
-            address == wildcard and any(a.version == address.version and p == port
-                                        for a, p in self._endpoints))
+        key = _key(address, port)
+        version = address.version
+        clash = key in self._endpoints or (version, 0, port) in self._endpoints or (
+            int(address) == 0 and any(v == version and p == port for v, _, p in self._endpoints))
         if clash:
             raise OSError(98, f"UDP {address} port {port} is already bound")  # EADDRINUSE
         endpoint = UdpEndpoint(self, address, port, queue_limit)
@@ -131,36 +136,49 @@ class UdpLayer:
         return endpoint
 
     def unbind(self, endpoint: UdpEndpoint) -> None:
-        if self._endpoints.get((endpoint.address, endpoint.port)) is endpoint:
-            del self._endpoints[(endpoint.address, endpoint.port)]
+        key = _key(endpoint.address, endpoint.port)
+        if self._endpoints.get(key) is endpoint:
+            del self._endpoints[key]
 
     def _free_port(self, address: IPAddress) -> int:
         for _ in range(1000):
             port = self._random.choice(EPHEMERAL_PORTS)
-            if (address, port) not in self._endpoints and \
-                    (WILDCARDS[address.version], port) not in self._endpoints:
+            if _key(address, port) not in self._endpoints and \
+                    (address.version, 0, port) not in self._endpoints:
                 return port
         raise OSError(98, "no free ephemeral UDP port")
 
     def lookup(self, address: IPAddress, port: int) -> UdpEndpoint | None:
-        return self._endpoints.get((address, port)) or \
-            self._endpoints.get((WILDCARDS[address.version], port))
+        """The endpoint bound to exactly (address, port), else to its family's wildcard."""
+        version = address.version
+        return self._endpoints.get((version, int(address), port)) or \
+            self._endpoints.get((version, 0, port))
 
     # -- ProtocolHandler ------------------------------------------------
 
     def on_packet(self, src: IPAddress, dst: IPAddress, payload: memoryview, now: float) -> None:
-        try:
-            udp = UdpRepr.parse(payload, src, dst, verify_checksum=self.verify_checksums)
-        except MalformedPacket:
+        # The checks of stacks.wire.udp.UdpRepr.parse, inline: this runs per datagram.
+        n = len(payload)
+        length = payload[4] << 8 | payload[5] if n >= 8 else 0
+        if not 8 <= length <= n:
             self.counters["drop_malformed"] += 1
             return
-        endpoint = self.lookup(dst, udp.dst_port)
+        if self.verify_checksums:
+            if payload[6] == 0 and payload[7] == 0:
+                if src.version == 6:  # RFC 8200, 8.1: mandatory over IPv6
+                    self.counters["drop_malformed"] += 1
+                    return
+            elif not transport_checksum_ok(src, dst, PROTOCOL, payload[:length]):
+                self.counters["drop_malformed"] += 1
+                return
+        src_port, dst_port = payload[0] << 8 | payload[1], payload[2] << 8 | payload[3]
+        endpoint = self.lookup(dst, dst_port)
         if endpoint is None:
             self.counters["drop_no_endpoint"] += 1
             self.host.reject(src, dst, PROTOCOL, payload, now)
             return
         self.counters["rx_datagrams"] += 1
-        endpoint.datagram_received(Datagram(udp.payload, (src, udp.src_port), (dst, udp.dst_port)))
+        endpoint.datagram_received(Datagram(bytes(payload[8:length]), (src, src_port), (dst, dst_port)))
 
     def on_icmp_error(self, error: IcmpError, now: float) -> None:
         endpoint = self.lookup(error.src, error.src_port) if error.src_port is not None else None
