@@ -6,10 +6,17 @@ SYN that arrives for a TIME-WAIT connection with a sequence number above
 the old connection's reopens it (RFC 9293 3.6.1, as RFC 6191 allows).
 Sans-IO like the connections: addresses and segments in, (src, dst,
 segment) triples out.
+
+Deadlines live in a heap with lazy deletion, so a host with thousands of
+connections (most of them idle or in TIME-WAIT) finds the next deadline
+without looking at each one.  A connection's deadline is (re)scheduled by
+:meth:`segments_to_send`, which every change goes through.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import random
 from collections import Counter
 
@@ -37,6 +44,9 @@ class Endpoint:
         self._resets: list[tuple] = []
         self._dirty: dict[Connection, None] = {}     # ordered set: may have output
         self._touched: dict[Connection, None] = {}   # ordered set: may have events
+        self._timers: list[tuple[float, int, Connection]] = []
+        self._scheduled: dict[Connection, float] = {}
+        self._tiebreak = itertools.count()
         self.stats: Counter[str] = Counter()
 
     # ------------------------------------------------------------------ setup
@@ -192,19 +202,33 @@ class Endpoint:
             if conn.state is State.CLOSED and self.connections.get(conn.key) is conn:
                 del self.connections[conn.key]
                 self._update_listener(conn)
+            self._schedule(conn)
         return out
 
+    def _schedule(self, conn: Connection) -> None:
+        deadline = conn.poll_at() if conn.state is not State.CLOSED else None
+        if deadline is None:
+            self._scheduled.pop(conn, None)
+        elif self._scheduled.get(conn) != deadline:
+            self._scheduled[conn] = deadline
+            heapq.heappush(self._timers, (deadline, next(self._tiebreak), conn))
+
+    def _drop_stale(self) -> None:
+        timers = self._timers
+        while timers and self._scheduled.get(timers[0][2]) != timers[0][0]:
+            heapq.heappop(timers)
+
     def poll_at(self) -> float | None:
-        best = None
-        for conn in self.connections.values():
-            t = conn.poll_at()
-            if t is not None and (best is None or t < best):
-                best = t
-        return best
+        self._drop_stale()
+        return self._timers[0][0] if self._timers else None
 
     def on_timer(self, now: float) -> None:
-        for conn in list(self.connections.values()):
-            t = conn.poll_at()
-            if t is not None and t <= now:
-                conn.on_timer(now)
-                self.touch(conn)
+        timers = self._timers
+        while True:
+            self._drop_stale()
+            if not timers or timers[0][0] > now:
+                break
+            _, _, conn = heapq.heappop(timers)
+            del self._scheduled[conn]
+            conn.on_timer(now)
+            self.touch(conn)

@@ -143,7 +143,9 @@ configs = st.builds(
     nagle=st.booleans(), delayed_ack=st.sampled_from([0.0, 0.04]),
     min_rto=st.just(0.2), initial_rto=st.just(1.0),
     congestion=st.sampled_from(["newreno", "cubic"]),
-    max_retries=st.just(30), syn_retries=st.just(30), msl=st.just(5.0),
+    max_retries=st.just(30), syn_retries=st.just(30), max_rto=st.just(10.0),
+    # 2MSL well above the longest retransmission gap, so a lost last ACK is always repaired.
+    msl=st.just(30.0),
 )
 
 
