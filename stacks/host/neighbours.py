@@ -67,8 +67,10 @@ class OwnNeighbours:
     resolution part) spoken by the stack itself.
 
     Requests are retransmitted every ``retry_interval`` seconds, ``max_tries``
-    times, then resolution fails.  Entries live ``lifetime`` seconds and are
-    then resolved again.
+    times, then resolution fails.  Entries live ``lifetime`` seconds; an
+    expired entry is still used while it is being confirmed again (like
+    RFC 4861's STALE state), so traffic does not stall every minute, and is
+    forgotten only if the neighbour stops answering.
     """
 
     owns_link = True
@@ -91,14 +93,10 @@ class OwnNeighbours:
 
     def lookup(self, address: IPAddress, now: float) -> MacAddress | None:
         entry = self._cache.get(address)
-        if entry is not None:
-            if entry.expires > now:
-                return entry.mac
-            del self._cache[address]
-        if address not in self._pending:
+        if address not in self._pending and (entry is None or entry.expires <= now):
             self._pending[address] = _Pending(1, now + self.retry_interval)
             self._solicit(address)
-        return None
+        return entry.mac if entry is not None else None
 
     # -- incoming -------------------------------------------------------
 
@@ -147,6 +145,7 @@ class OwnNeighbours:
                 continue
             if pending.tries >= self.max_tries:
                 del self._pending[address]
+                self._cache.pop(address, None)  # a stale entry nobody confirms goes
                 self._host.neighbour_failed(address, now)
             else:
                 pending.tries += 1

@@ -381,3 +381,21 @@ def test_timers_of_handlers_run_when_due():
     assert handler.timer_calls == []
     host.run_timers(clock.now + 5)
     assert handler.timer_calls == [clock.now + 5]
+
+
+def test_expired_entry_is_used_while_it_is_confirmed_again():
+    host, clock = _known_peer_host()
+    clock.now += 61  # past the 60 s lifetime
+    host.send_ip(HOST_V4, PEER_V4, 17, UdpRepr(1, 2, b"still").emit(HOST_V4, PEER_V4))
+    request, packet = output(host)
+    assert request.network.operation == ArpOp.REQUEST and request.network.target_ip == PEER_V4
+    assert packet.transport.payload == b"still" and packet.ethernet.dst == PEER_MAC
+    host.handle_frame(arp(ArpOp.REPLY, PEER_MAC, PEER_V4, HOST_MAC, HOST_V4, eth_dst=HOST_MAC), clock.now)
+    assert host.poll_at() is None  # confirmed: no retries pending
+    clock.now += 61
+    host.send_ip(HOST_V4, PEER_V4, 17, UdpRepr(1, 2, b"gone?").emit(HOST_V4, PEER_V4))
+    output(host)
+    for _ in range(3):  # the neighbour stays silent
+        clock.now = host.poll_at()
+        host.run_timers(clock.now)
+    assert PEER_V4 not in host.neighbours.entries()

@@ -55,3 +55,21 @@ def test_write_after_close_is_an_error(tmp_path):
     writer.close()
     with pytest.raises(ValueError):
         writer.write(b"\x00" * 60, 0)
+
+
+def test_capture_port_hands_the_in_flight_callback_to_the_memory_port():
+    from multistack.memport import memory_pair
+    from multistack.pcap import CapturePort
+
+    a, b = memory_pair(delay=0.1, clock=lambda: 5.0)
+    captured = CapturePort(b, PcapWriter(io.BytesIO()), clock=lambda: 5.0)
+    calls = []
+    captured.on_in_flight = lambda: calls.append(captured.poll_at())
+    a.send_batch([b"\x02" * 60])
+    a.sync()
+    assert calls == [5.1]
+    assert not hasattr(CapturePort(_NoHooks(), PcapWriter(io.BytesIO()), clock=lambda: 0), "on_in_flight")
+
+
+class _NoHooks:
+    name, mac, mtu = "x", b"\x02" * 6, 1500
