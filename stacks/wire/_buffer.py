@@ -5,6 +5,8 @@ from .errors import MalformedPacket
 
 def byte_view(data) -> memoryview:
     """A 1-D unsigned-byte memoryview over ``data`` (no copy)."""
+    if type(data) is memoryview and data.format == "B" and data.ndim == 1:
+        return data  # the common case inside a frame: a slice of the outer view
     try:
         view = memoryview(data)
     except TypeError:

@@ -7,6 +7,7 @@ import struct
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from ._addresses import ipv4_from_bytes
 from ._buffer import byte_view
 from .errors import MalformedPacket
 from .ethernet import MacAddress
@@ -52,7 +53,7 @@ class ArpRepr:
     def parse(cls, data) -> ArpRepr:
         buf = ArpPacket(data).buffer
         _, _, _, _, op, sha, spa, tha, tpa = _PACKET.unpack_from(buf)
-        return cls(op, MacAddress(sha), IPv4Address(spa), MacAddress(tha), IPv4Address(tpa))
+        return cls(op, MacAddress(sha), ipv4_from_bytes(spa), MacAddress(tha), ipv4_from_bytes(tpa))
 
     def emit(self) -> bytes:
         if len(self.sender_mac) != 6 or len(self.target_mac) != 6:

@@ -63,6 +63,7 @@ class MacAddress(bytes):
 
 
 BROADCAST = MacAddress(b"\xff" * 6)
+_new_bytes = bytes.__new__
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +132,9 @@ class EthernetRepr:
         else:
             dst, src, _, tci, ethertype = _VLAN_HEADER.unpack_from(buf)
             vlan = VlanTag(tci & 0xFFF, tci >> 13, bool(tci & 0x1000))
-        return cls(MacAddress(dst), MacAddress(src), ethertype, vlan), buf[frame.header_len:]
+        # struct gave exactly 6 bytes each: skip MacAddress's own length check
+        return (cls(_new_bytes(MacAddress, dst), _new_bytes(MacAddress, src), ethertype, vlan),
+                buf[frame.header_len:])
 
     @property
     def header_len(self) -> int:

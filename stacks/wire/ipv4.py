@@ -6,6 +6,7 @@ import struct
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from ._addresses import ipv4_from_bytes
 from ._buffer import byte_view
 from .checksum import checksum
 from .errors import MalformedPacket
@@ -159,7 +160,7 @@ class Ipv4Repr:
             check_options(options)
         else:
             options = b""
-        return cls(IPv4Address(src), IPv4Address(dst), protocol, ttl, tos >> 2, tos & 3, ident,
+        return cls(ipv4_from_bytes(src), ipv4_from_bytes(dst), protocol, ttl, tos >> 2, tos & 3, ident,
                    bool(frag & FLAG_DF), bool(frag & FLAG_MF), (frag & OFFSET_MASK) * 8, options)
 
     @property

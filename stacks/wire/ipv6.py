@@ -13,6 +13,7 @@ import struct
 from dataclasses import dataclass
 from ipaddress import IPv6Address
 
+from ._addresses import ipv6_from_bytes
 from ._buffer import byte_view
 from .errors import MalformedPacket
 
@@ -192,7 +193,7 @@ class Ipv6Repr:
         word, _, _, hop_limit, src, dst = _HEADER.unpack_from(buf)
         extensions = tuple(Ipv6ExtensionHeader(kind, bytes(buf[offset + 2:offset + size]))
                            for kind, offset, size in packet.extension_offsets)
-        return cls(IPv6Address(src), IPv6Address(dst), packet.protocol, hop_limit,
+        return cls(ipv6_from_bytes(src), ipv6_from_bytes(dst), packet.protocol, hop_limit,
                    (word >> 20) & 0xFF, word & 0xFFFFF, extensions)
 
     @property

@@ -45,6 +45,10 @@ class TcpFlags(enum.IntFlag):
     CWR = 0x80
 
 
+# Flag sets by value: indexing is much cheaper than calling the enum.
+_FLAGS = tuple(TcpFlags(value) for value in range(256))
+
+
 class TcpPacket:
     """Length-checked view of a TCP segment in a buffer.
 
@@ -83,7 +87,7 @@ class TcpPacket:
 
     @property
     def flags(self) -> TcpFlags:
-        return TcpFlags(self.buffer[13])
+        return _FLAGS[self.buffer[13]]
 
     @property
     def checksum(self) -> int:
@@ -193,7 +197,7 @@ class TcpRepr:
             mss = window_scale = timestamp = None
             sack_permitted = False
             sack_blocks = ()
-        return cls(src_port, dst_port, seq, ack, TcpFlags(flags), window, urgent, mss,
+        return cls(src_port, dst_port, seq, ack, _FLAGS[flags], window, urgent, mss,
                    window_scale, sack_permitted, sack_blocks, timestamp, bytes(buf[header_len:]))
 
     @property
