@@ -1,0 +1,185 @@
+"""TX: a frame leaves only if the sending port owns its source 3-tuple and
+it is well formed; every rejection is counted by reason."""
+
+import os
+import socket
+import struct
+
+import pytest
+
+import kmodutil as ku
+
+UDP, TCP = socket.IPPROTO_UDP, socket.IPPROTO_TCP
+MARK = b"MSTX-"
+
+
+@pytest.fixture
+def tx_setup(topo):
+    """Port p owns udp a4:7500 and tcp a4:7600; port q owns udp a4:7501; the
+    peer listens on udp b4:7502 and sniffs its interface."""
+    p, q = topo.port(), topo.port()
+    topo.track(p.claim("udp", topo.a4, 7500))
+    topo.track(p.claim("tcp", topo.a4, 7600))
+    topo.track(q.claim("udp", topo.a4, 7501))
+    rx = topo.peer()
+    rx.bind((topo.b4, 7502))
+    rx.setblocking(False)
+    sniff = topo.track(ku.peer_sniffer())
+    return topo, p, q, rx, sniff
+
+
+def _marked(frames):
+    return [f for f in frames if MARK in f]
+
+
+def _send(port, frames):
+    assert port.send_batch(frames) == len(frames)
+    port.sync()
+
+
+def test_owned_tuple_is_sent(tx_setup):
+    topo, p, _, rx, sniff = tx_setup
+    fr = ku.frame(topo.mac_a, topo.mac_b, UDP, topo.a4, topo.b4, 7500, 7502, MARK + b"ok")
+    _send(p, [fr, fr])
+    got = ku.drain(rx, 1.0)
+    assert got == [MARK + b"ok"] * 2
+    assert p.stats().tx_frames == 2 and p.stats().tx_bytes == 2 * len(fr)
+    tcp = ku.frame(topo.mac_a, topo.mac_b, TCP, topo.a4, topo.b4, 7600, 7602, MARK + b"t",
+                   tcp_flags=0x10)
+    _send(p, [tcp])
+    seen = _marked(ku.drain(sniff, 0.5))
+    assert any(ku.parse(f)["proto"] == TCP for f in seen)
+
+
+REASONS = ["other_port", "not_owned", "bad_mac", "garbage", "runt", "oversize", "fragment",
+           "not_ip", "bad_ip_checksum", "truncated_ip"]
+
+
+def _bad_frame(reason, topo):
+    good = dict(src_mac=topo.mac_a, dst_mac=topo.mac_b, proto=UDP, src=topo.a4, dst=topo.b4,
+                sport=7500, dport=7502, payload=MARK + reason.encode())
+    if reason == "other_port":
+        return ku.frame(**{**good, "sport": 7501}), "tx_rej_other_port"
+    if reason == "not_owned":
+        return ku.frame(**{**good, "sport": 7999}), "tx_rej_not_owned"
+    if reason == "bad_mac":
+        return ku.frame(**{**good, "src_mac": b"\x02\x00\x00\x00\x00\x99"}), "tx_rej_bad_mac"
+    if reason == "garbage":
+        # IPv4 ethertype, then junk that is not an IP header (version 0).
+        return ku.eth(topo.mac_b, topo.mac_a, 0x0800,
+                      b"\x00" + MARK + os.urandom(80)), "tx_rej_malformed"
+    if reason == "runt":
+        return ku.frame(**good)[:30], "tx_rej_runt"
+    if reason == "oversize":
+        return ku.frame(**{**good, "payload": MARK + b"o" * 1500}), "tx_rej_oversize"
+    if reason == "fragment":
+        seg = ku.l4(UDP, topo.a4, topo.b4, 7500, 7502, MARK + b"frag" * 10)
+        pkt = ku.ip_packet(UDP, topo.a4, topo.b4, seg, frag=0x2000)  # MF set
+        return ku.eth(topo.mac_b, topo.mac_a, 0x0800, pkt), "tx_rej_fragment"
+    if reason == "not_ip":
+        return ku.eth(topo.mac_b, topo.mac_a, 0x88B5, MARK + b"x" * 60), "tx_rej_malformed"
+    if reason == "bad_ip_checksum":
+        fr = bytearray(ku.frame(**good))
+        fr[24] ^= 0xFF
+        return bytes(fr), "tx_rej_malformed"
+    if reason == "truncated_ip":
+        fr = bytearray(ku.frame(**good))
+        struct.pack_into("!H", fr, 16, 2000)  # IP total length past the frame
+        fr[24:26] = b"\0\0"
+        c = ku.csum(bytes(fr[14:34]))
+        struct.pack_into("!H", fr, 24, c)
+        return bytes(fr), "tx_rej_malformed"
+    raise AssertionError(reason)
+
+
+@pytest.mark.parametrize("reason", REASONS)
+def test_rejected_and_counted_by_reason(tx_setup, reason):
+    topo, p, q, rx, sniff = tx_setup
+    fr, counter = _bad_frame(reason, topo)
+    before = p.raw_stats()[0]
+    _send(p, [fr])
+    after = p.raw_stats()[0]
+    assert after[counter] == before[counter] + 1, {
+        k: after[k] - before[k] for k in after if after[k] != before[k]}
+    assert after["tx_sent"] == before["tx_sent"]
+    assert _marked(ku.drain(sniff, 0.3)) == []
+    assert ku.drain(rx, 0.01) == []
+    # The interface counts it too, and a good frame still goes out.
+    good = ku.frame(topo.mac_a, topo.mac_b, UDP, topo.a4, topo.b4, 7500, 7502, b"after")
+    _send(p, [good])
+    assert ku.drain(rx, 1.0) == [b"after"]
+
+
+def test_random_bytes_are_rejected(tx_setup):
+    topo, p, _, _, sniff = tx_setup
+    import random
+    rnd = random.Random(7)
+    frames = [MARK + bytes(rnd.getrandbits(8) for _ in range(rnd.randrange(1, 1600)))
+              for _ in range(50)]
+    before = p.stats()
+    _send(p, frames)
+    after = p.stats()
+    assert after.tx_frames == before.tx_frames
+    assert after.tx_dropped == before.tx_dropped + 50
+    assert _marked(ku.drain(sniff, 0.3)) == []
+
+
+def test_other_ports_tuple_is_refused_but_its_owner_may_send(tx_setup):
+    topo, p, q, rx, _ = tx_setup
+    fr = ku.frame(topo.mac_a, topo.mac_b, UDP, topo.a4, topo.b4, 7501, 7502, b"q-owns")
+    _send(p, [fr])
+    assert ku.drain(rx, 0.3) == []
+    _send(q, [fr])
+    assert ku.drain(rx, 1.0) == [b"q-owns"]
+    assert p.raw_stats()[0]["tx_rej_other_port"] == 1
+    assert q.raw_stats()[0]["tx_sent"] == 1
+
+
+def test_bad_buffer_index_is_counted(tx_setup):
+    topo, p, _, _, _ = tx_setup
+    from multistack._native import lib
+    assert lib.ms_kmod_tx_put_raw(p._base, p._tx_ofs, 0xFFFFFF00, 60) == 1
+    p.sync()
+    assert p.raw_stats()[0]["tx_rej_bad_slot"] == 1
+
+
+def test_slot_longer_than_its_buffer_is_refused(tx_setup):
+    topo, p, _, _, _ = tx_setup
+    from multistack._native import lib
+    from multistack._native import ffi
+    slots = ffi.cast("struct ms_netmap_slot *", ffi.cast("char *", p.tx_ring) + 256)
+    idx = slots[p.tx_ring.head].buf_idx
+    assert lib.ms_kmod_tx_put_raw(p._base, p._tx_ofs, idx, p.buf_size + 100) == 1
+    p.sync()
+    st = p.raw_stats()[0]
+    assert st["tx_rej_oversize"] + st["tx_rej_bad_slot"] == 1
+
+
+def test_batch_of_mixed_frames(tx_setup):
+    topo, p, _, rx, _ = tx_setup
+    frames, expect = [], {}
+    for i, reason in enumerate(REASONS * 2):
+        fr, counter = _bad_frame(reason, topo)
+        frames.append(fr)
+        expect[counter] = expect.get(counter, 0) + 1
+        frames.append(ku.frame(topo.mac_a, topo.mac_b, UDP, topo.a4, topo.b4, 7500, 7502,
+                               b"good-%d" % i))
+    _send(p, frames)
+    st = p.raw_stats()[0]
+    for counter, n in expect.items():
+        assert st[counter] == n, counter
+    assert st["tx_sent"] == len(REASONS) * 2
+    assert sorted(ku.drain(rx, 1.0)) == sorted(b"good-%d" % i for i in range(len(REASONS) * 2))
+
+
+def test_ipv6_tx_rules(tx_setup):
+    topo, p, _, _, _ = tx_setup
+    rx6 = topo.peer(socket.AF_INET6, socket.SOCK_DGRAM)
+    rx6.bind((topo.b6, 7502))
+    rx6.setblocking(False)
+    topo.track(p.claim("udp", topo.a6, 7500))
+    good = ku.frame(topo.mac_a, topo.mac_b, UDP, topo.a6, topo.b6, 7500, 7502, b"v6-ok")
+    bad = ku.frame(topo.mac_a, topo.mac_b, UDP, topo.a6, topo.b6, 7503, 7502, b"v6-bad")
+    _send(p, [good, bad])
+    assert ku.drain(rx6, 1.0) == [b"v6-ok"]
+    assert p.raw_stats()[0]["tx_rej_not_owned"] == 1
