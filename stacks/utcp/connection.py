@@ -175,10 +175,25 @@ class Connection:
             return b""
         data = bytes(self._rcv_buf[:n])
         del self._rcv_buf[:n]
-        # Announce a window that grew enough to be worth a segment (receiver SWS avoidance).
-        if self.state in RECEIVING and self._window_growth() >= self._update_threshold():
+        if self.state in RECEIVING and self._window_update_due():
             self._ack_now = True
         return data
+
+    def _window_update_due(self) -> bool:
+        """Whether reading opened the window enough to announce it in a segment of its own.
+
+        Receiver SWS avoidance (RFC 9293 3.8.6.2.2): only growth of at least
+        min(buffer/2, MSS).  And, like Linux, only when the advertised window has
+        fallen to half the buffer or less, and not when an ACK is already due
+        soon (the delayed ACK or the reply carries the new window) unless the
+        window left is small enough to stall the sender.
+        """
+        current = max(self.rcv_adv - self.rcv_nxt, 0)
+        if self._window_growth() < self._update_threshold():
+            return False
+        if 2 * current > self.config.recv_buffer:
+            return False
+        return self._delack_at is None or current < 4 * self._rcv_mss()
 
     @property
     def readable(self) -> int:

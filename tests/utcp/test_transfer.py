@@ -350,3 +350,22 @@ def test_cubic_reduces_by_beta_and_regrows_towards_w_max():
     assert samples[-1] > 100_000                     # past W_max after K ≈ 4.2 s
     mid = samples[len(samples) // 4]                 # concave region: near W_max, below it
     assert 70_000 < mid <= 101_000
+
+
+# ---------------------------------------------------------------- window updates
+
+
+def test_window_update_only_when_reading_reopens_a_small_window():
+    conn = established(plain_config(recv_buffer=4000))
+    conn.receive(remote(1, 1, ACK, b"a" * 1000), 0.0)
+    sent(conn, 0.0)
+    conn.read()
+    assert sent(conn, 0.0) == []                    # 3000 of 4000 still open: nothing to say
+    conn.receive(remote(1001, 1, ACK, b"b" * 3000), 0.1)
+    assert only(conn, 0.1).window == 1000           # the read 1000 rides on this ACK
+    conn.receive(remote(4001, 1, ACK, b"c" * 1000), 0.2)
+    assert only(conn, 0.2).window == 0
+    conn.read(500)
+    assert sent(conn, 0.2) == []                    # 500 < one MSS: silly window avoided
+    conn.read()
+    assert only(conn, 0.2) == local(1, 5001, window=4000)
