@@ -123,13 +123,15 @@ class CapturePort(Port):
     """A Port that records every frame received and sent through ``inner``.
 
     Sent frames are recorded when :meth:`send_batch` accepts them.  ``clock``
-    gives the time stamps (seconds).
+    gives the time stamps (seconds; ``time.time`` suits pcap viewers).
+    ``close_writer`` false leaves a writer shared by several ports open.
     """
 
-    def __init__(self, inner: Port, writer: PcapWriter, clock):
+    def __init__(self, inner: Port, writer: PcapWriter, clock, *, close_writer: bool = True):
         self.inner = inner
         self.writer = writer
         self._clock = clock
+        self._close_writer = close_writer
         self.name = inner.name
         self.mac = inner.mac
         self.mtu = inner.mtu
@@ -160,7 +162,8 @@ class CapturePort(Port):
 
     def close(self) -> None:
         self.inner.close()
-        self.writer.close()
+        if self._close_writer:
+            self.writer.close()
 
     @property
     def closed(self) -> bool:

@@ -1,6 +1,6 @@
 """The MultiStack demo: user-level stacks answering Linux clients in another namespace.
 
-    python -m stacks.apps.demo [--backend tap] [--count N]      (root: it makes namespaces)
+    python -m stacks.apps.demo [--backend tap] [--count N] [--pcap FILE]   (root: namespaces)
 
 What runs today (backend ``tap``): a user-level IP host runs in this
 process on a TAP port, with a UDP echo service (RFC 862, port 7) and the
@@ -32,6 +32,7 @@ from ipaddress import IPv4Interface, IPv6Interface, ip_interface
 
 import trio
 
+from multistack.pcap import CapturePort, PcapWriter
 from multistack.tap import create_netns, delete_netns, ip, list_netns, open_tap_in_netns, unique_netns_name
 from stacks.apps import http_server
 from stacks.apps.udp_echo import ECHO_PORT, EchoStats, serve_udp_echo
@@ -235,14 +236,18 @@ class TapBackend:
     client_addresses = [ip_interface("10.200.0.1/24"), ip_interface("fd00:200::1/64")]
     stack_addresses = [ip_interface("10.200.0.2/24"), ip_interface("fd00:200::2/64")]
 
-    def __init__(self):
+    def __init__(self, pcap: str | None = None):
         self.client_ns = unique_netns_name(NETNS_PREFIX)
+        self.pcap = pcap
         self.port = None
 
     def setup(self) -> Host:
         create_netns(self.client_ns)
         self.port = open_tap_in_netns(self.client_ns, [str(a) for a in self.client_addresses])
-        return Host(self.port, self.stack_addresses, neighbours=OwnNeighbours())
+        port = self.port
+        if self.pcap:  # every frame the stack receives and sends, for Wireshark
+            port = CapturePort(port, PcapWriter(self.pcap), time.time)
+        return Host(port, self.stack_addresses, neighbours=OwnNeighbours())
 
     def describe(self) -> list[str]:
         port = self.port
@@ -263,8 +268,10 @@ class TapBackend:
               "rx_dropped": kernel["rx"]["dropped"], "tx_dropped": kernel["tx"]["dropped"]}),
         ]
 
-    def teardown(self) -> None:
-        if self.port is not None:
+    def teardown(self, host: Host | None = None) -> None:
+        if host is not None:
+            host.port.close()  # a CapturePort closes its file too
+        elif self.port is not None:
             self.port.close()
         delete_netns(self.client_ns)
 
@@ -324,12 +331,14 @@ def report(demo: Demo, backend, out) -> None:
         print(f"  {title}: {shown}", file=out)
 
 
-async def run_demo(backend_name: str = "tap", count: int = 3, out=sys.stdout) -> bool:
-    backend = BACKENDS[backend_name]()
+async def run_demo(backend_name: str = "tap", count: int = 3, out=sys.stdout,
+                   pcap: str | None = None) -> bool:
+    backend = BACKENDS[backend_name](pcap=pcap)
     stale = remove_stale_namespaces()
     print(f"MultiStack demo, backend: {backend.description}", file=out)
     if stale:
         print(f"  (removed namespaces left by killed runs: {', '.join(stale)})", file=out)
+    host = None
     try:
         host = backend.setup()
         for line in backend.describe():
@@ -344,7 +353,9 @@ async def run_demo(backend_name: str = "tap", count: int = 3, out=sys.stdout) ->
             nursery.cancel_scope.cancel()
         report(demo, backend, out)
     finally:
-        backend.teardown()
+        backend.teardown(host)
+    if pcap:
+        print(f"capture of the stack's frames: {pcap}", file=out)
     passed = sum(r.ok for r in demo.rows)
     verdict = "all passed" if passed == len(demo.rows) else "SOME FAILED"
     print(f"\nRESULT: {passed}/{len(demo.rows)} checks passed ({verdict}); "
@@ -356,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="MultiStack demo")
     parser.add_argument("--backend", choices=sorted(BACKENDS), default="tap")
     parser.add_argument("--count", type=int, default=3, help="messages / pings per check")
+    parser.add_argument("--pcap", metavar="FILE", help="write the stack's frames to a pcap file")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("demo: needs root (it creates network namespaces and a TAP device)", file=sys.stderr)
@@ -363,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.count < 1:
         print("demo: --count must be at least 1", file=sys.stderr)
         return 2
-    return 0 if trio.run(run_demo, args.backend, args.count) else 1
+    return 0 if trio.run(run_demo, args.backend, args.count, sys.stdout, args.pcap) else 1
 
 
 if __name__ == "__main__":

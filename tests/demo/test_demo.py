@@ -48,3 +48,17 @@ def test_demo_refuses_a_bad_argument():
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 2
     assert "--count must be at least 1" in done.stderr
+
+
+def test_demo_capture_holds_the_exchange(tmp_path):
+    capture = tmp_path / "demo.pcap"
+    done = subprocess.run([str(ROOT / "scripts" / "demo"), "--count", "1", "--pcap", str(capture)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    from scapy.layers.inet import IP, TCP, UDP
+    from scapy.utils import rdpcap
+
+    packets = rdpcap(str(capture))
+    echoes = [p for p in packets if UDP in p and p[UDP].sport == 7 and p[IP].src == "10.200.0.2"]
+    assert echoes and bytes(echoes[0][UDP].payload) == b"hello over IPv4 #1"
+    assert any(TCP in p and p[TCP].sport == 80 for p in packets)  # the HTTP answer over UTCP

@@ -5,9 +5,12 @@ Every backend fixture yields ``(a, b)``: two ports such that frames sent on
 private network namespace (IPv6 off, so the kernel adds no frames of its own).
 """
 
+import time
+
 import pytest
 
 from multistack.memport import memory_pair
+from multistack.pcap import CapturePort, PcapWriter
 from multistack.tap import TapPort, create_netns, delete_netns, ip, open_tap_in_netns, unique_netns_name
 
 def bridged_taps(ns: str, mtu: int = 1500) -> tuple[TapPort, TapPort]:
@@ -27,15 +30,20 @@ def bridged_taps(ns: str, mtu: int = 1500) -> tuple[TapPort, TapPort]:
     return a, b
 
 
-@pytest.fixture(params=["memory", pytest.param("tap", marks=pytest.mark.netns)])
-def port_pair(request):
-    if request.param == "memory":
+@pytest.fixture(params=["memory", "captured-memory", pytest.param("tap", marks=pytest.mark.netns)])
+def port_pair(request, tmp_path):
+    if request.param in ("memory", "captured-memory"):
         a, b = memory_pair()
+        if request.param == "captured-memory":  # the pcap wrapper is a Port too
+            writer = PcapWriter(tmp_path / "conformance.pcap")
+            a, b = (CapturePort(p, writer, time.time, close_writer=False) for p in (a, b))
         try:
             yield a, b
         finally:
             a.close()
             b.close()
+            if request.param == "captured-memory":
+                writer.close()
     else:
         ns = unique_netns_name("msport")
         try:

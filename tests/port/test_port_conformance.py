@@ -153,7 +153,7 @@ def test_capture_port_writes_a_readable_pcap(port_pair, tmp_path):
     path = tmp_path / "capture.pcap"
     writer = PcapWriter(path)
     clock = time.monotonic
-    ca, cb = CapturePort(a, writer, clock), CapturePort(b, writer, clock)
+    ca, cb = (CapturePort(p, writer, clock, close_writer=False) for p in (a, b))
     frames = [make_frame(a.mac, b.mac, i, 60 + 10 * i) for i in range(5)]
     ca.send_batch(frames)
     ca.sync()
