@@ -10,9 +10,10 @@
  *
  * LEN is the frame length without FCS.  Prints
  *   packets=N seconds=S sent=T submitted=U rejected=R tx_error=E dev_dropped=X
- * packets is the interface's tx_packets delta over the window (frames that
- * left the interface); sent is the port's MS_STAT_TX_SENT delta; rejected
- * sums the MS_STAT_TX_REJ_* deltas.
+ * packets is the number of frames the interface's driver took over the
+ * window (tx_packets + tx_dropped deltas; a veth drops when its peer's
+ * backlog is full, dev_dropped says how many); sent is the port's
+ * MS_STAT_TX_SENT delta; rejected sums the MS_STAT_TX_REJ_* deltas.
  * Exit 3 when the module or a feature is missing (reason on stderr).
  * cpu_busy is how many seconds CPU -c (the system under test) was busy
  * during the window, from /proc/stat: cpu_busy / packets is the cost of
@@ -129,7 +130,7 @@ int main(int argc, char **argv)
 		die("MS_IOC_STATS");
 	printf("packets=%llu seconds=%.6f sent=%llu submitted=%llu "
 	       "rejected=%llu tx_error=%llu dev_dropped=%llu cpu_busy=%.4f\n",
-	       (unsigned long long)(p1 - p0), t - t0,
+	       (unsigned long long)(p1 - p0 + x1 - x0), t - t0,
 	       (unsigned long long)(st1.port[MS_STAT_TX_SENT] -
 				    st0.port[MS_STAT_TX_SENT]),
 	       (unsigned long long)sub,

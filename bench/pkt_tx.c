@@ -8,8 +8,10 @@
  *
  * -q sets PACKET_QDISC_BYPASS.  Prints
  *   packets=N seconds=S sent=T dev_dropped=X
- * packets is the interface's tx_packets delta over the window; sent is
- * what sendmmsg() reported as sent.
+ * packets is the number of frames the interface's driver took over the
+ * window (tx_packets + tx_dropped deltas; dev_dropped says how many the
+ * veth dropped because its peer's backlog was full); sent is what
+ * sendmmsg() reported as sent.
  * cpu_busy is how many seconds CPU -c (the system under test) was busy
  * during the window, from /proc/stat: cpu_busy / packets is the cost of
  * one packet on that CPU, whoever spent it (softirq, syscall, user).
@@ -108,7 +110,7 @@ int main(int argc, char **argv)
 	c1 = cpu_times(cpu);
 	x1 = dev_tx_dropped(ifname);
 	printf("packets=%llu seconds=%.6f sent=%llu dev_dropped=%llu cpu_busy=%.4f\n",
-	       (unsigned long long)(p1 - p0), t - t0, (unsigned long long)sent,
+	       (unsigned long long)(p1 - p0 + x1 - x0), t - t0, (unsigned long long)sent,
 	       (unsigned long long)(x1 - x0),
 	       cpu_busy_s(c0, c1));
 	return 0;
