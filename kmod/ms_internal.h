@@ -124,6 +124,8 @@ struct ms_file {
 };
 
 extern struct list_head ms_ifaces;
+/* live object counts, checked at module exit (leak detector) */
+extern atomic_t ms_live_ifaces, ms_live_ports, ms_live_regs;
 
 static inline struct ms_netmap_slot *ms_slot(struct ms_netmap_ring *r,
 					     u32 i)

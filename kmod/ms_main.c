@@ -63,6 +63,9 @@ static_assert(offsetof(struct ms_stats, port) == 32);
 static_assert(sizeof(struct ms_key) == 20);
 
 LIST_HEAD(ms_ifaces);
+atomic_t ms_live_ifaces = ATOMIC_INIT(0);
+atomic_t ms_live_ports = ATOMIC_INIT(0);
+atomic_t ms_live_regs = ATOMIC_INIT(0);
 
 static bool ms_zero(const void *p, size_t n)
 {
@@ -105,6 +108,7 @@ static void ms_iface_free(struct kref *ref)
 
 	free_percpu(iface->stats);
 	kfree(iface);
+	atomic_dec(&ms_live_ifaces);
 }
 
 void ms_iface_put(struct ms_iface *iface)
@@ -158,6 +162,7 @@ static int ms_attach(struct ms_if_req *req)
 	if (err)
 		goto err_put_dev;
 	iface->attached = true;
+	atomic_inc(&ms_live_ifaces);
 	list_add_tail(&iface->node, &ms_ifaces);
 	rtnl_unlock();
 	return 0;
@@ -490,6 +495,11 @@ static void __exit ms_exit(void)
 	rtnl_unlock();
 	unregister_netdevice_notifier(&ms_netdev_nb);
 	unregister_pernet_subsys(&ms_net_ops);
+	if (atomic_read(&ms_live_ifaces) || atomic_read(&ms_live_ports) ||
+	    atomic_read(&ms_live_regs))
+		pr_err("multistack: leak at exit: %d interfaces, %d ports, %d registrations\n",
+		       atomic_read(&ms_live_ifaces), atomic_read(&ms_live_ports),
+		       atomic_read(&ms_live_regs));
 	pr_info("multistack: unloaded\n");
 }
 

@@ -164,6 +164,7 @@ int ms_port_bind(struct ms_file *mf, struct ms_port_req *req)
 	port->id = (u32)atomic_inc_return(&ms_port_ids);
 	port->pid = get_task_pid(current, PIDTYPE_TGID);
 	list_add_tail(&port->node, &iface->ports);
+	atomic_inc(&ms_live_ports);
 	smp_store_release(&mf->port, port);
 	rtnl_unlock();
 	ms_port_fill_info(port, req);
@@ -194,6 +195,7 @@ void ms_port_release(struct ms_port *port)
 	free_percpu(port->stats);
 	mutex_destroy(&port->tx_mutex);
 	kfree(port);
+	atomic_dec(&ms_live_ports);
 }
 
 int ms_port_mmap(struct ms_port *port, struct vm_area_struct *vma)

@@ -185,6 +185,7 @@ int ms_register(struct ms_port *port, const struct ms_reg_req *req)
 	reg->sock_file = sock->file;	/* keeps sockfd_lookup's reference */
 	list_add_tail(&reg->pnode, &port->regs);
 	port->nregs++;
+	atomic_inc(&ms_live_regs);
 	hlist_add_head_rcu(&reg->hnode, &iface->table[ms_key_hash(iface, &key)]);
 	rtnl_unlock();
 	return 0;
@@ -223,6 +224,7 @@ int ms_unregister(struct ms_port *port, const struct ms_reg_req *req)
 	synchronize_net();
 	fput(reg->sock_file);
 	kfree(reg);
+	atomic_dec(&ms_live_regs);
 	return 0;
 }
 
@@ -245,5 +247,6 @@ void ms_regs_free(struct list_head *list)
 		list_del(&reg->pnode);
 		fput(reg->sock_file);
 		kfree(reg);
+		atomic_dec(&ms_live_regs);
 	}
 }

@@ -17,6 +17,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
@@ -857,6 +859,127 @@ static void test_tcp_gso(void)
 	port_close(&p);
 }
 
+struct raw_args {
+	uint8_t dmac[6];
+	int dport;
+};
+
+/* from msb, AF_PACKET: one valid frame and three malformed ones */
+static int peer_raw(void *a)
+{
+	struct raw_args *r = a;
+	struct sockaddr_ll ll = { .sll_family = AF_PACKET,
+				  .sll_halen = 6 };
+	uint8_t f[256], smac[6];
+	int fd = socket(AF_PACKET, SOCK_RAW, 0), len;
+
+	if (fd < 0 || get_mac("vb", smac))
+		return 1;
+	ll.sll_ifindex = (int)if_nametoindex("vb");
+	memcpy(ll.sll_addr, r->dmac, 6);
+	len = build_udp4(f, r->dmac, smac, "10.0.0.2", 5555, "10.0.0.1",
+			 r->dport, 30);
+	sendto(fd, f, len, 0, (void *)&ll, sizeof(ll));		/* good */
+	f[14 + 10] ^= 0x55;					/* csum */
+	sendto(fd, f, len, 0, (void *)&ll, sizeof(ll));
+	f[14 + 10] ^= 0x55;
+	f[14] = 0x44;						/* IHL 4 */
+	sendto(fd, f, len, 0, (void *)&ll, sizeof(ll));
+	f[14] = 0x45;
+	sendto(fd, f, 14 + 20 + 4, 0, (void *)&ll, sizeof(ll));	/* cut */
+	return 0;
+}
+
+struct vlan_args {
+	char setup[300];
+	int port;
+};
+
+static int peer_vlan(void *a)
+{
+	struct vlan_args *v = a;
+	struct send_args sa = { AF_INET, "10.5.0.1", v->port, 3, 20 };
+	int ret;
+
+	if (system(v->setup))
+		return 1;
+	ret = peer_send(&sa);
+	if (system("ip link del vb.5"))
+		return 1;
+	return ret;
+}
+
+static void test_rx_policy(void)
+{
+	struct port p;
+	struct ms_stats a, b;
+	struct raw_args ra;
+	int s, n, port = 8801;
+	uint8_t mac[6];
+
+	printf("== RX policy: malformed, fragments, VLAN go to the OS\n");
+	port_open(&p, 64, 0);
+	s = bound_socket(AF_INET, SOCK_DGRAM, "10.0.0.1", port);
+	reg_ioctl(&p, MS_IOC_REGISTER, 2, 17, "10.0.0.1", port, s);
+	get_mac(ifname, mac);
+	memcpy(ra.dmac, mac, 6);
+	ra.dport = port;
+	get_stats(&p, &b);
+	CHECK(in_peer(peer_raw, &ra) == 0, "peer sent 1 good + 3 malformed frames");
+	n = rx_wait(&p, 1, 2000);
+	usleep(200000);
+	n = rx_wait(&p, 1, 100);
+	CHECK(n == 1, "only the good frame reached the port (%d)", n);
+	rx_release(&p);
+	get_stats(&p, &a);
+	CHECK(a.iface[MS_STAT_RX_MALFORMED] - b.iface[MS_STAT_RX_MALFORMED] == 3,
+	      "3 counted rx_malformed (%llu)",
+	      (unsigned long long)(a.iface[MS_STAT_RX_MALFORMED] -
+				   b.iface[MS_STAT_RX_MALFORMED]));
+
+	b = a;
+	peer_udp(AF_INET, "10.0.0.1", port, 1, 3000);	/* 3 fragments */
+	{
+		struct timeval tv = { 2, 0 };
+		char buf2[4000];
+
+		setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		CHECK(recv(s, buf2, sizeof(buf2), 0) == 3000,
+		      "fragmented datagram reassembled by the OS, reached the socket");
+	}
+	n = rx_wait(&p, 1, 200);
+	CHECK(n == 0, "port got no fragment (%d)", n);
+	get_stats(&p, &a);
+	CHECK(a.iface[MS_STAT_RX_FRAGMENT] - b.iface[MS_STAT_RX_FRAGMENT] == 3,
+	      "3 counted rx_fragment (%llu)",
+	      (unsigned long long)(a.iface[MS_STAT_RX_FRAGMENT] -
+				   b.iface[MS_STAT_RX_FRAGMENT]));
+
+	b = a;
+	{
+		struct vlan_args va;
+
+		snprintf(va.setup, sizeof(va.setup),
+			 "ip link add link vb name vb.5 type vlan id 5 && "
+			 "ip addr add 10.5.0.2/24 dev vb.5 && "
+			 "ip link set vb.5 up && ip neigh replace 10.5.0.1 lladdr "
+			 "%02x:%02x:%02x:%02x:%02x:%02x dev vb.5", mac[0],
+			 mac[1], mac[2], mac[3], mac[4], mac[5]);
+		va.port = port;
+		CHECK(in_peer(peer_vlan, &va) == 0,
+		      "peer sent 3 UDP over VLAN 5");
+	}
+	n = rx_wait(&p, 1, 300);
+	CHECK(n == 0, "port got no tagged frame (%d)", n);
+	get_stats(&p, &a);
+	CHECK(a.iface[MS_STAT_RX_VLAN] - b.iface[MS_STAT_RX_VLAN] >= 3,
+	      "tagged frames counted rx_vlan (%llu)",
+	      (unsigned long long)(a.iface[MS_STAT_RX_VLAN] -
+				   b.iface[MS_STAT_RX_VLAN]));
+	close(s);
+	port_close(&p);
+}
+
 static void test_full(void)
 {
 	struct port p;
@@ -998,6 +1121,8 @@ int main(int argc, char **argv)
 			test_gso_tcp();
 		if (all || !strcmp(argv[i], "tcp"))
 			test_tcp_gso();
+		if (all || !strcmp(argv[i], "policy"))
+			test_rx_policy();
 		if (all || !strcmp(argv[i], "full"))
 			test_full();
 		if (all || !strcmp(argv[i], "ipv6"))

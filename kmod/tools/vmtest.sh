@@ -22,6 +22,7 @@ setup() {
 	ip -n msa link set lo up; ip -n msb link set lo up
 }
 
+modprobe 8021q 2>/dev/null
 lsmod | grep -q '^multistack' || insmod "$HERE/../multistack.ko" || exit 2
 dmesg -C 2>/dev/null
 setup
