@@ -59,6 +59,6 @@ def test_demo_capture_holds_the_exchange(tmp_path):
     from scapy.utils import rdpcap
 
     packets = rdpcap(str(capture))
-    echoes = [p for p in packets if UDP in p and p[UDP].sport == 7 and p[IP].src == "10.200.0.2"]
+    echoes = [p for p in packets if IP in p and UDP in p and p[UDP].sport == 7 and p[IP].src == "10.200.0.2"]
     assert echoes and bytes(echoes[0][UDP].payload) == b"hello over IPv4 #1"
     assert any(TCP in p and p[TCP].sport == 80 for p in packets)  # the HTTP answer over UTCP
