@@ -237,3 +237,99 @@ async def test_a_thousand_concurrent_connections_from_linux():
     assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
     assert done.stdout.decode().split() == ["1000", "1000"]
     assert served == 1000
+
+
+# ---------------------------------------------------------------- spoofed segments (RFC 5961)
+
+LINE_CLIENT = r"""
+import socket, sys
+s = socket.create_connection((sys.argv[1], 9100), timeout=30)
+print(s.getsockname()[1], flush=True)
+for line in sys.stdin:
+    s.sendall(line.encode())
+    print(s.recv(100).decode().strip(), flush=True)
+"""
+
+SPOOFER = r"""
+import sys
+from scapy.all import IP, TCP, send
+print("ready", flush=True)
+for line in sys.stdin:                       # src dst sport dport flags seq
+    src, dst, sport, dport, flags, seq = line.split()
+    send(IP(src=src, dst=dst) / TCP(sport=int(sport), dport=int(dport), flags=flags,
+                                     seq=int(seq), window=1000), verbose=0)
+    print("sent", flush=True)
+"""
+
+
+class LineReader:
+    def __init__(self, pipe):
+        self._pipe = pipe
+        self._buf = bytearray()
+
+    async def next(self) -> str:
+        while b"\n" not in self._buf:
+            data = await self._pipe.receive_some(1000)
+            assert data, "the process ended"
+            self._buf += data
+        end = self._buf.index(b"\n")
+        out = bytes(self._buf[:end]).decode().strip()
+        del self._buf[:end + 1]
+        return out
+
+    async def until(self, wanted: str) -> bool:
+        while (await self.next()) != wanted:
+            pass
+        return True
+
+
+async def test_spoofed_resets_and_syns_draw_challenge_acks_and_only_an_exact_reset_kills():
+    async with tap_stack() as (ns, host):
+        listener = await open_tcp_listener(host, STACK, 9100)
+        client = await trio.lowlevel.open_process(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", LINE_CLIENT, STACK],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        # scapy in the namespace forges segments from the Linux side's address.
+        spoofer = await trio.lowlevel.open_process(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", SPOOFER],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        try:
+            with trio.fail_after(90):
+                client_lines = LineReader(client.stdout)
+                spoofer_lines = LineReader(spoofer.stdout)
+                assert await spoofer_lines.until("ready")
+                stream = await listener.accept()
+                conn = stream.connection
+                line = client_lines.next
+                client_port = int(await line())
+
+                async def echo_once(text):
+                    await client.stdin.send_all(text.encode() + b"\n")
+                    data = await stream.receive_some()
+                    await stream.send_all(data)
+                    assert await line() == text
+
+                async def spoof(flags, seq):
+                    await spoofer.stdin.send_all(
+                        f"{KERNEL} {STACK} {client_port} 9100 {flags} {seq & 0xFFFFFFFF}\n"
+                        .encode())
+                    assert await spoofer_lines.until("sent")
+                    await trio.sleep(0.2)
+
+                await echo_once("first")
+                await spoof("R", conn.rcv_nxt + 5000)            # in the window, not exact
+                assert conn.stats["challenge_acks"] == 1
+                await spoof("S", conn.rcv_nxt + 123456)          # a SYN, anywhere
+                assert conn.stats["challenge_acks"] == 2
+                await spoof("R", conn.rcv_nxt + 3_000_000)       # outside the window
+                assert conn.stats["challenge_acks"] == 2
+                assert conn.stats["rst_out_of_window"] == 1
+                await echo_once("second")                        # the connection survived
+                await spoof("R", conn.rcv_nxt)                   # exactly RCV.NXT: reset
+                assert conn.error is not None and conn.error.reason == "reset"
+                with pytest.raises(trio.BrokenResourceError):
+                    await stream.receive_some()
+        finally:
+            for process in (client, spoofer):
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
