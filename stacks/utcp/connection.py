@@ -14,6 +14,7 @@ rules for RST, SYN and ACK, and RFC 7323's PAWS.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter, deque
 
 from stacks.wire.tcp import TcpFlags, TcpRepr
@@ -43,7 +44,8 @@ PAWS_IDLE = 24 * 24 * 3600.0
 class Connection:
     def __init__(self, local_port: int, remote_port: int, *, isn: int, now: float,
                  config: TcpConfig | None = None, ipv6: bool = False) -> None:
-        self.config = config = config if config is not None else TcpConfig()
+        # A copy: options set on one connection (Nagle, keepalive) stay with it.
+        self.config = config = dataclasses.replace(config) if config is not None else TcpConfig()
         self.local_port = local_port
         self.remote_port = remote_port
         self.state = State.CLOSED
@@ -228,6 +230,14 @@ class Connection:
             self._rst_queue.append(self._bare(RST | ACK, self.snd_max, self.rcv_nxt))
         self._transition(Ev.ABORT)
         self._report_closed()
+
+    def set_keepalive(self, idle: float | None, interval: float, count: int, now: float) -> None:
+        """Probe an idle connection after ``idle`` seconds; give up after ``count`` probes."""
+        self.config.keepalive_idle = idle
+        self.config.keepalive_interval = interval
+        self.config.keepalive_count = count
+        self._keepalive_at = None
+        self._last_activity(now)
 
     def drop(self) -> None:
         """End the connection without a word to the peer (an evicted half-open entry)."""

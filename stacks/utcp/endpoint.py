@@ -15,10 +15,12 @@ without looking at each one.  A connection's deadline is (re)scheduled by
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import random
 from collections import Counter
+from collections.abc import Callable
 
 from stacks.wire.tcp import TcpFlags, TcpRepr
 
@@ -35,8 +37,10 @@ EPHEMERAL_PORTS = range(49152, 65536)
 
 class Endpoint:
     def __init__(self, *, config: TcpConfig | None = None, isn: IsnGenerator | None = None,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, path_mtu: Callable[[object], int] | None = None) -> None:
         self.config = config if config is not None else TcpConfig()
+        #: The IP MTU towards an address (the host's PMTU table), for the MSS we announce.
+        self.path_mtu = path_mtu
         self._isn = isn if isn is not None else IsnGenerator()
         self._rng = random.Random(seed)
         self.connections: dict[tuple, Connection] = {}
@@ -77,11 +81,20 @@ class Endpoint:
             raise LocalProtocolError(f"connection {key} already exists")
         isn = self._isn.isn(local_addr, local_port, remote_addr, remote_port, now)
         conn = Connection.connect(local_port, remote_port, isn=isn, now=now,
-                                  config=config or self.config, ipv6=local_addr.version == 6)
+                                  config=self._config_for(config or self.config, remote_addr),
+                                  ipv6=local_addr.version == 6)
         conn.key = key
         self.connections[key] = conn
         self.touch(conn)
         return conn
+
+    def _config_for(self, config: TcpConfig, remote) -> TcpConfig:
+        """``config`` with an MSS no larger than the path to ``remote`` carries."""
+        if self.path_mtu is not None:
+            mss = self.path_mtu(remote) - (60 if remote.version == 6 else 40)
+            if mss < config.mss:
+                return dataclasses.replace(config, mss=mss)
+        return config
 
     def _ephemeral_port(self, local_addr, remote_addr, remote_port: int) -> int:
         start = self._rng.randrange(len(EPHEMERAL_PORTS))
@@ -147,7 +160,8 @@ class Endpoint:
             self.stats["syn_dropped"] += 1
             return None
         isn = self._isn.isn(dst, seg.dst_port, src, seg.src_port, now)
-        conn = Connection.accept(seg, isn=isn, now=now, config=listener.config,
+        conn = Connection.accept(seg, isn=isn, now=now,
+                                 config=self._config_for(listener.config, src),
                                  ipv6=dst.version == 6)
         conn.key = key
         self.connections[key] = conn

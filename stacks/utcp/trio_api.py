@@ -71,7 +71,8 @@ class TcpLayer:
                  isn_secret: bytes | None = None, seed: int | None = None,
                  verify_checksums: bool = True) -> None:
         self.host = host
-        self.endpoint = Endpoint(config=config, isn=IsnGenerator(isn_secret), seed=seed)
+        self.endpoint = Endpoint(config=config, isn=IsnGenerator(isn_secret), seed=seed,
+                                 path_mtu=host.path_mtu)
         self.verify_checksums = verify_checksums
         self.counters: Counter[str] = Counter()
         self._lots: dict[Connection, trio.lowlevel.ParkingLot] = {}
@@ -226,6 +227,11 @@ class UtcpStream(trio.abc.HalfCloseableStream):
     def setsockopt_nodelay(self, on: bool = True) -> None:
         """TCP_NODELAY: switch Nagle's algorithm off (on=True) or back on."""
         self.connection.config.nagle = not on
+
+    def set_keepalive(self, idle: float | None, interval: float = 75.0, count: int = 9) -> None:
+        """SO_KEEPALIVE with TCP_KEEPIDLE/KEEPINTVL/KEEPCNT; idle None switches it off."""
+        self.connection.set_keepalive(idle, interval, count, trio.current_time())
+        self._layer.kick(self.connection)
 
     def _check_send(self) -> None:
         if self._closed or self._eof_sent:

@@ -216,3 +216,23 @@ def test_rto_follows_rfc_6298():
     assert rto.rto == 60.0
     rto.sample(0.5)
     assert rto.rto < 2.0                             # a new sample ends the backoff
+
+
+def test_announced_mss_follows_the_path_mtu_and_the_address_family():
+    ep = Endpoint(config=plain_config(mss=1460), isn=IsnGenerator(b"k" * 32),
+                  path_mtu=lambda dst: 1500)
+    v4 = ep.connect(HERE, PEER, 80, 0.0)
+    v6 = ep.connect(ipaddress.ip_address("fd00::1"), ipaddress.ip_address("fd00::2"), 80, 0.0)
+    syns = {s.src_port: s for _, _, s in ep.segments_to_send(0.0)}
+    assert syns[v4.local_port].mss == 1460
+    assert syns[v6.local_port].mss == 1440
+
+
+def test_per_connection_options_do_not_leak_into_the_shared_config():
+    ep = endpoint()
+    a = ep.connect(HERE, PEER, 80, 0.0)
+    b = ep.connect(HERE, PEER, 80, 0.0)
+    a.config.nagle = True
+    a.set_keepalive(5.0, 1.0, 2, 0.0)
+    assert b.config.nagle is False and b.config.keepalive_idle is None
+    assert ep.config.keepalive_idle is None
