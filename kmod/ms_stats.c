@@ -133,19 +133,21 @@ static int ms_proc_show(struct seq_file *seq, void *v)
 
 	rtnl_lock();
 	list_for_each_entry(iface, &ms_ifaces, node) {
+		struct net_device *dev = rtnl_dereference(iface->dev);
+		const char *name = dev ? dev->name : iface->name;
 		u32 nports = 0;
 
 		if (!net_eq(iface->net, net))
 			continue;
 		list_for_each_entry(port, &iface->ports, node)
 			nports++;
-		seq_printf(seq, "iface %s ifindex %d ports %u", iface->name,
+		seq_printf(seq, "iface %s ifindex %d ports %u", name,
 			   iface->ifindex, nports);
 		ms_seq_counters(seq, iface->stats);
 		list_for_each_entry(port, &iface->ports, node) {
 			seq_printf(seq,
 				   "port %u iface %s pid %d tx_slots %u rx_slots %u buf_size %u mem %u regs %u dead %d",
-				   port->id, iface->name, pid_vnr(port->pid),
+				   port->id, name, pid_vnr(port->pid),
 				   port->tx_slots, port->rx_slots,
 				   port->buf_size, port->mem_size, port->nregs,
 				   READ_ONCE(port->dead) ? 1 : 0);
