@@ -381,6 +381,7 @@ def main():
     bulk = (4 if args.quick else 16) << 20
     if in_vm:
         bulk = (1 if args.quick else 4) << 20
+    started = time.monotonic()
     ncpu = os.cpu_count() or 1
     srv_cpu, cli_cpu = (1, 0) if ncpu >= 2 else (None, None)
 
@@ -442,6 +443,10 @@ def main():
         print("Application: %s" % (app or "n/a"))
 
         f = Fetcher(args.bin, args.seconds, args.conc, cli_cpu)
+        # warm-up: the first requests pay for lazy imports and cold caches
+        for srv, addr, port in ((kernel, SADDR, KERNEL_PORT),
+                                (utcp, utcp_addr, UTCP_PORT)):
+            attempt(f.fetch, srv, addr, port, 1024, count=4, conc=2)
         rows, notes = [], []
         for kb in SIZES_KB:
             size = kb * 1024
@@ -473,6 +478,7 @@ def main():
 
     if not args.no_cost:
         cost_section(args.quick)
+    print("(http benchmark, %s: %.0f s)" % (args.backend, time.monotonic() - started))
     return 0
 
 
