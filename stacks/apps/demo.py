@@ -73,6 +73,7 @@ class Demo:
     stack_addresses: list[IPv4Interface | IPv6Interface]
     host: Host
     count: int
+    backend: object = None
     events: list[Event] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)
     echo_stats: EchoStats = field(default_factory=EchoStats)
@@ -151,22 +152,25 @@ async def act_ping(demo: Demo, version: int) -> None:
             received = int(line.split(",")[1].split()[0])
     demo.events.append(Event(sent_at, f"linux  ping{'6' if version == 6 else ''}", str(target),
                              f"{demo.count} echo requests, {received} replies"))
-    demo.rows.append(Row(f"ping, IPv{version}", "Linux ping", "user-level host (ICMP echo)",
+    demo.rows.append(Row(f"ping, IPv{version}", "Linux ping", demo.backend.ping_server,
                          f"{received}/{demo.count} answered", received == demo.count))
 
 
-async def act_http(demo: Demo, version: int) -> None:
+async def act_http(demo: Demo, version: int, port: int = HTTP_PORT,
+                   server: str = "HTTP/1.1 on UTCP (user-level TCP)", retry: bool = False) -> None:
+    """curl fetches a body from ``port``; ``retry`` waits for a server still starting."""
     target = demo.stack_address(version)
     host = f"[{target}]" if version == 6 else str(target)
-    url = f"http://{host}:{HTTP_PORT}/bytes/{HTTP_SIZE}"
+    url = f"http://{host}:{port}/bytes/{HTTP_SIZE}"
+    retries = ["--retry", "30", "--retry-connrefused", "--retry-delay", "1"] if retry else []
     fd, path = tempfile.mkstemp(prefix="msdemo-http-")
     os.close(fd)
     try:
         started = time.monotonic()
-        demo.events.append(Event(started, "linux  curl", endpoint(target, HTTP_PORT),
+        demo.events.append(Event(started, "linux  curl", endpoint(target, port),
                                  f"GET /bytes/{HTTP_SIZE} (IPv{version})"))
-        done = await demo.in_client("curl", "-sS", "--max-time", "10", "-o", path,
-                                    "-w", "%{http_code} %{size_download}", url)
+        done = await demo.in_client("curl", "-sS", "--max-time", "10", *retries, "-o", path,
+                                    "-w", "%{http_code} %{size_download}", url, timeout=60)
         with open(path, "rb") as f:
             body = f.read()
     finally:
@@ -177,7 +181,7 @@ async def act_http(demo: Demo, version: int) -> None:
     demo.events.append(Event(time.monotonic(), "linux  curl", "",
                              f"got HTTP {status}, {len(body)} B, body {'intact' if intact else 'WRONG'}"
                              f", {took:.0f} ms {done.stderr.decode().strip()}"))
-    demo.rows.append(Row(f"HTTP GET, IPv{version}", "curl", "HTTP/1.1 on UTCP (user-level TCP)",
+    demo.rows.append(Row(f"HTTP GET :{port}, IPv{version}", "curl", server,
                          f"{status}, {len(body)} B intact" if intact else f"{status}, {len(body)} B",
                          status == "200" and intact))
 
@@ -233,11 +237,14 @@ class TapBackend:
 
     name = "tap"
     description = "TAP device (user-level stack owns the link; the kernel module is not used)"
+    ping_server = "user-level host (ICMP echo)"
+    extra_acts: list = []
     client_addresses = [ip_interface("10.200.0.1/24"), ip_interface("fd00:200::1/64")]
     stack_addresses = [ip_interface("10.200.0.2/24"), ip_interface("fd00:200::2/64")]
 
     def __init__(self, pcap: str | None = None):
         self.client_ns = unique_netns_name(NETNS_PREFIX)
+        self.namespaces = [self.client_ns]
         self.pcap = pcap
         self.port = None
 
@@ -276,7 +283,21 @@ class TapBackend:
         delete_netns(self.client_ns)
 
 
-BACKENDS = {"tap": TapBackend}
+class DemoError(Exception):
+    """A reason the demo cannot run here, printed as one line."""
+
+
+def backend_class(name: str):
+    if name == "tap":
+        return TapBackend
+    if name == "kmod":
+        from stacks.apps.demo_kmod import KmodBackend  # needs the cffi binding of the module
+
+        return KmodBackend
+    raise DemoError(f"unknown backend {name!r}")
+
+
+BACKENDS = ("tap", "kmod")
 
 
 def _mac(mac: bytes) -> str:
@@ -333,7 +354,7 @@ def report(demo: Demo, backend, out) -> None:
 
 async def run_demo(backend_name: str = "tap", count: int = 3, out=sys.stdout,
                    pcap: str | None = None) -> bool:
-    backend = BACKENDS[backend_name](pcap=pcap)
+    backend = backend_class(backend_name)(pcap=pcap)
     stale = remove_stale_namespaces()
     print(f"MultiStack demo, backend: {backend.description}", file=out)
     if stale:
@@ -343,12 +364,13 @@ async def run_demo(backend_name: str = "tap", count: int = 3, out=sys.stdout,
         host = backend.setup()
         for line in backend.describe():
             print("  " + line, file=out)
-        demo = Demo(backend.client_ns, backend.client_addresses, backend.stack_addresses, host, count)
+        demo = Demo(backend.client_ns, backend.client_addresses, backend.stack_addresses, host, count,
+                    backend)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(host.run)
             for service in SERVICES:
                 print(f"  serving: {await service(demo, nursery)}", file=out)
-            for name, act in ACTS:
+            for name, act in ACTS + backend.extra_acts:
                 await act(demo)
             nursery.cancel_scope.cancel()
         report(demo, backend, out)
@@ -359,13 +381,15 @@ async def run_demo(backend_name: str = "tap", count: int = 3, out=sys.stdout,
     passed = sum(r.ok for r in demo.rows)
     verdict = "all passed" if passed == len(demo.rows) else "SOME FAILED"
     print(f"\nRESULT: {passed}/{len(demo.rows)} checks passed ({verdict}); "
-          f"namespace {backend.client_ns} removed", file=out)
+          f"namespaces removed: {', '.join(backend.namespaces)}", file=out)
     return passed == len(demo.rows)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="MultiStack demo")
-    parser.add_argument("--backend", choices=sorted(BACKENDS), default="tap")
+    parser.add_argument("--backend", choices=BACKENDS, default="tap",
+                        help="tap: this machine, no module; kmod: multistack.ko (in the VM: "
+                             "scripts/vm run -- scripts/demo --backend kmod)")
     parser.add_argument("--count", type=int, default=3, help="messages / pings per check")
     parser.add_argument("--pcap", metavar="FILE", help="write the stack's frames to a pcap file")
     args = parser.parse_args(argv)
@@ -375,8 +399,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.count < 1:
         print("demo: --count must be at least 1", file=sys.stderr)
         return 2
-    return 0 if trio.run(run_demo, args.backend, args.count, sys.stdout, args.pcap) else 1
+    try:
+        return 0 if trio.run(run_demo, args.backend, args.count, sys.stdout, args.pcap) else 1
+    except DemoError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module, not this __main__ copy, so that backends
+    # (stacks.apps.demo_kmod) share its classes (DemoError, Demo...).
+    from stacks.apps.demo import main as _main
+
+    sys.exit(_main())

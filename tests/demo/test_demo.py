@@ -30,7 +30,7 @@ def test_demo_shows_the_echo_exchange_and_cleans_up():
         assert re.search(rf"{re.escape(service)} .* {re.escape(result)} +ok", out), service
     assert re.search(r"netcat \(nc -u\) .* echoed +ok", out)
     for version in (4, 6):
-        assert re.search(rf"HTTP GET, IPv{version} +curl +HTTP/1.1 on UTCP .* 200, 16384 B intact +ok", out)
+        assert re.search(rf"HTTP GET :80, IPv{version} +curl +HTTP/1.1 on UTCP .* 200, 16384 B intact +ok", out)
     assert re.search(r"stack  10\.200\.0\.2:80 +-> 10\.200\.0\.1:\d+ +UTCP accepted the connection", out)
     # Counters of both sides.
     assert re.search(r"UDP echo service: bytes=\d+, echoed=5", out)
@@ -38,7 +38,7 @@ def test_demo_shows_the_echo_exchange_and_cleans_up():
     assert re.search(r"RESULT: (\d+)/\1 checks passed \(all passed\)", out)
     assert "FAILED" not in out
     # Its namespace is gone.
-    namespace = re.search(r"namespace (msdemo\d+-\d+) removed", out).group(1)
+    namespace = re.search(r"namespaces removed: (msdemo\d+-\d+)", out).group(1)
     assert namespace not in list_netns()
     assert not {n for n in set(list_netns()) - before if n.startswith("msdemo")}
 
