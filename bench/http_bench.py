@@ -251,9 +251,13 @@ def http_table(rows, notes):
         ratio = "%6.2fx" % (rps(a) / rps(b)) if isinstance(a, dict) and \
             isinstance(b, dict) else "    n/a"
         print("%7s | %s | %s | %7s" % (label, side(b), side(a), ratio))
+    grouped = {}
+    for label, a, b in rows:
         for name, r in (("B", b), ("A", a)):
             if isinstance(r, str):
-                notes.append("%s, %s: %s" % (label, name, r))
+                grouped.setdefault((name, r), []).append(label)
+    for (name, r), labels in grouped.items():
+        notes.append("%s, %s: %s" % (name, ", ".join(labels), r))
     for n in dict.fromkeys(notes):
         print("  note: " + n)
 

@@ -512,10 +512,13 @@ def table(title, header_a, header_b, rows, notes, offered=True):
         print("%6d | %s | %s | %s | %s" % (
             size, side(b, size), side(a, size), ratios(a, b),
             offered.strip()))
+    grouped = {}
     for size, a, b in rows:
         for label, r in (("B", b), ("A", a)):
             if isinstance(r, str):
-                notes.append("%d B, %s: %s" % (size, label, r))
+                grouped.setdefault((label, r), []).append("%d B" % size)
+    for (label, r), sizes in grouped.items():
+        notes.append("%s, %s: %s" % (label, ", ".join(sizes), r))
     for n in dict.fromkeys(notes):
         print("  note: " + n)
 
