@@ -371,7 +371,11 @@ async def run_demo(backend_name: str = "tap", count: int = 3, out=sys.stdout,
             for service in SERVICES:
                 print(f"  serving: {await service(demo, nursery)}", file=out)
             for name, act in ACTS + backend.extra_acts:
-                await act(demo)
+                try:
+                    await act(demo)
+                except (DemoError, OSError, trio.TooSlowError, AssertionError, ValueError) as exc:
+                    # One broken act is a FAILED row, not the end of the demo.
+                    demo.rows.append(Row(name, "", "", f"error: {type(exc).__name__}: {exc}", False))
             nursery.cancel_scope.cancel()
         report(demo, backend, out)
     finally:
