@@ -523,6 +523,24 @@ def table(title, header_a, header_b, rows, notes, offered=True):
         print("  note: " + n)
 
 
+def plot(title, rows, width=40):
+    """Throughput vs frame size as horizontal bars (A = #, B = =)."""
+    vals = [pps(r) for _, a, b in rows for r in (a, b) if isinstance(r, dict)]
+    if not vals:
+        return
+    top = max(vals)
+    print("  %s (kpps; # = A, = = B)" % title)
+    for size, a, b in rows:
+        for mark, r in (("=", b), ("#", a)):
+            if isinstance(r, dict):
+                n = max(1, int(round(pps(r) / top * width)))
+                print("  %5s %s %.1f" % ("%d" % size if mark == "=" else "",
+                                         mark * n, pps(r) / 1e3))
+            else:
+                print("  %5s %s" % ("%d" % size if mark == "=" else "",
+                                    "n/a"))
+
+
 def best(results):
     """Of repeated measurements, the one with the highest rate (the least
     disturbed by the host); n/a only when every attempt was n/a."""
@@ -618,10 +636,16 @@ def main():
             if rows:
                 table(title, "A: MultiStack port", "B: OS recvmmsg", rows,
                       notes, offered)
+            return rows
 
-        rx_table(pg, rx_sizes,
-                 "RX over the veth: pktgen UDP -> A = MultiStack port (RX "
-                 "ring, poll) vs B = OS UDP socket (recvmmsg)")
+        rx_rows = rx_table(
+            pg, rx_sizes,
+            "RX over the veth: pktgen UDP -> A = MultiStack port (RX "
+            "ring, poll) vs B = OS UDP socket (recvmmsg)")
+        if b.ncpu < 3 and rx_sizes:
+            print("  note: 2-core figures: n/a (the VM has %d vCPUs: one "
+                  "generates, one is the system under test)" % b.ncpu)
+
         # ---- RX into Python (the project's binding) vs the C ring drain
         if rx_sizes and pg.ok:
             py_rows, py_notes = [], []
@@ -728,6 +752,14 @@ def main():
                   "ring + TXSYNC, validated) vs B = AF_PACKET sendmmsg",
                   "A: MultiStack port", "B: AF_PACKET", tx_rows, tx_notes,
                   offered=False)
+
+        # ---- plots of the two main tables
+        if rx_rows or tx_rows:
+            print()
+        if rx_rows:
+            plot("RX over the veth, throughput vs frame size", rx_rows)
+        if tx_rows:
+            plot("TX, throughput vs frame size", tx_rows)
 
         # ---- memory per port
         if args.only not in (None, "mem"):
