@@ -581,7 +581,7 @@ def main():
         b.module_reason = args.module_reason
     print("== multistack.ko: RX/TX throughput vs the OS path ==")
     print("Inside a qemu VM (TCG: CPU emulated in software): absolute "
-          "figures are ~100x below hardware;")
+          "figures are two orders of magnitude or more below hardware;")
     print("only the ratios between columns, measured in this same run, "
           "mean anything.")
     print("kernel %s, %d vCPU, %.1f s per measurement after a warm-up; "
@@ -600,7 +600,9 @@ def main():
         print("cannot set up the namespaces: %s" % e)
         return 1
     try:
-        print("setup: " + "; ".join(notes))
+        print("setup:")
+        for n in notes:
+            print("  " + n)
         pg = Pktgen(mac["dut"])
 
         rx_sizes = sizes if args.only in (None, "rx") else []
