@@ -753,7 +753,7 @@ class Connection:
                     out.append(self._segment(self.snd_una - 1, ACK, b"", now))
             self._arm_persist(now)
         if self._ack_now and not out:
-            out.append(self._segment(self.snd_max, ACK, b"", now))
+            out.append(self._segment(self.snd_nxt, ACK, b"", now))   # <SEQ=SND.NXT><CTL=ACK>
         if self._unacked_segments and self._delack_at is None and not self._ack_now \
                 and self.config.delayed_ack > 0:
             self._delack_at = now + self.config.delayed_ack
