@@ -34,6 +34,12 @@ ip netns exec msb ping -c 2 -W 2 10.0.0.1 >/dev/null && echo "ok   ping" || { ec
 echo "== ioctl fuzz"
 cc -O2 -Wall -o "$OUT-fuzz" "$HERE/ioctl_fuzz.c" || exit 2
 ip netns exec msa "$OUT-fuzz" ${MS_FUZZ_ITERS:-20000} 7 || rc=1
+echo "== two ioctl fuzzers at once"
+ip netns exec msa "$OUT-fuzz" ${MS_FUZZ_ITERS:-10000} 11 > /tmp/fuzz2.out &
+F2=$!
+ip netns exec msa "$OUT-fuzz" ${MS_FUZZ_ITERS:-10000} 13 | head -1 || rc=1
+wait $F2 || rc=1
+head -1 /tmp/fuzz2.out
 ip netns exec msa cat /proc/net/multistack | head -5
 ip netns exec msa "$OUT" detach || rc=1
 ip netns exec msa "$OUT" attach vanish || rc=1
