@@ -11,12 +11,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import random
 import subprocess
 import sys
 
 import pytest
 import trio
 
+from multistack.port import Port
 from multistack.tap import create_netns, delete_netns, open_tap_in_netns, unique_netns_name
 from stacks.apps import http_server
 from stacks.host import Host, OwnNeighbours
@@ -36,14 +38,87 @@ STACK6 = "fd00:44::2"
 BULK = 50 * 1024 * 1024
 
 
+class ImpairedPort(Port):
+    """A real port with seeded loss, duplication and reordering in both directions.
+
+    This machine's kernel has no netem, so the impairment sits on the user
+    side of the TAP: frames from Linux are dropped, doubled or held back a
+    few milliseconds (so later ones overtake them) before the stack sees
+    them, and frames to Linux are dropped, doubled or swapped with the next.
+    """
+
+    HOLD = 0.004
+
+    def __init__(self, inner: Port, *, loss: float, duplicate: float, reorder: float, seed: int):
+        self.inner = inner
+        self.name, self.mac, self.mtu = inner.name, inner.mac, inner.mtu
+        self.loss, self.duplicate, self.reorder = loss, duplicate, reorder
+        self._rng = random.Random(seed)
+        self._held: list[tuple[float, bytes]] = []
+
+    def recv_batch(self, max_frames: int = 256):
+        now = trio.current_time()
+        due = [frame for t, frame in self._held if t <= now]
+        self._held = [(t, frame) for t, frame in self._held if t > now]
+        out = []
+        for view in self.inner.recv_batch(max_frames):
+            frame = bytes(view)
+            r = self._rng.random()
+            if r < self.loss:
+                continue
+            if r < self.loss + self.reorder:
+                self._held.append((now + self.HOLD, frame))
+                continue
+            out.append(frame)
+            if self._rng.random() < self.duplicate:
+                out.append(frame)
+        return out + due
+
+    def poll_at(self):
+        return min(t for t, _ in self._held) if self._held else None
+
+    def send_batch(self, frames) -> int:
+        frames = [bytes(f) for f in frames]
+        out: list[bytes] = []
+        for frame in frames:
+            r = self._rng.random()
+            if r < self.loss:
+                continue
+            out.append(frame)
+            if r < self.loss + self.duplicate:
+                out.append(frame)
+        for i in range(len(out) - 1):
+            if self._rng.random() < self.reorder:
+                out[i], out[i + 1] = out[i + 1], out[i]
+        self.inner.send_batch(out)
+        return len(frames)
+
+    def sync(self):
+        self.inner.sync()
+
+    def fileno(self):
+        return self.inner.fileno()
+
+    def stats(self):
+        return self.inner.stats()
+
+    def close(self):
+        self.inner.close()
+
+    @property
+    def closed(self):
+        return self.inner.closed
+
+
 @contextlib.asynccontextmanager
-async def tap_stack(config: TcpConfig | None = None):
+async def tap_stack(config: TcpConfig | None = None, impair: dict | None = None):
     ns = unique_netns_name("msutcp")
     create_netns(ns)
     port = None
     try:
         port = open_tap_in_netns(ns, [KERNEL + "/24", KERNEL6 + "/64"])
-        host = Host(port, [STACK + "/24", STACK6 + "/64"], neighbours=OwnNeighbours())
+        stack_port = ImpairedPort(port, **impair) if impair else port
+        host = Host(stack_port, [STACK + "/24", STACK6 + "/64"], neighbours=OwnNeighbours())
         TcpLayer(host, config=config or TcpConfig(min_rto=0.2))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(host.run)
@@ -333,3 +408,54 @@ async def test_spoofed_resets_and_syns_draw_challenge_acks_and_only_an_exact_res
             for process in (client, spoofer):
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
+
+
+# ---------------------------------------------------------------- loss, duplication, reordering
+
+IMPAIR = dict(loss=0.02, duplicate=0.01, reorder=0.03, seed=7)
+LOSSY_SIZE = 5 * 1024 * 1024
+
+
+async def test_lossy_link_linux_sends_to_utcp():
+    async with tap_stack(impair=IMPAIR) as (ns, host):
+        listener = await open_tcp_listener(host, STACK, 9000)
+        receivers = []
+
+        async def sink():
+            stream = await listener.accept()
+            receivers.append(stream.connection)
+            h = hashlib.sha256()
+            total = 0
+            while chunk := await stream.receive_some():
+                h.update(chunk)
+                total += len(chunk)
+            await stream.send_all(f"{total} {h.hexdigest()}".encode())
+            await stream.aclose()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sink)
+            done = await in_ns(ns, sys.executable, "-c", UPLOAD_CLIENT, STACK, str(LOSSY_SIZE),
+                               timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().split() == [str(LOSSY_SIZE), pattern_sha256(LOSSY_SIZE)]
+    assert receivers[0].stats["out_of_order_in"] > 0      # the impairment really bit
+
+
+async def test_lossy_link_utcp_sends_to_curl():
+    async with tap_stack(impair=IMPAIR) as (ns, host):
+        listener = await serve_http(host, STACK)
+        senders = []
+
+        async def handle(stream):
+            senders.append(stream.connection)
+            await http_server.handle(stream)
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, handle, [listener])
+            done = await in_ns(ns, "sh", "-c", f"curl -sS --max-time 100 "
+                               f"http://{STACK}/bytes/{LOSSY_SIZE} | sha256sum", timeout=110)
+            nursery.cancel_scope.cancel()
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.split()[0].decode() == pattern_sha256(LOSSY_SIZE)
+    stats = senders[0].stats
+    assert stats["retransmitted_segments"] > 0 and stats["fast_retransmits"] > 0
