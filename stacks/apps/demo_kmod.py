@@ -31,7 +31,7 @@ from ipaddress import ip_interface
 import trio
 
 from multistack.tap import create_netns, delete_netns, ip, unique_netns_name
-from stacks.apps.demo import (ECHO_PORT, HTTP_SIZE, NETNS_PREFIX, Demo, DemoError, Event, Row,
+from stacks.apps.demo import (ECHO_PORT, NETNS_PREFIX, Demo, DemoError, Event, Row,
                               act_http, endpoint)
 from stacks.host import Host, OsNeighbours
 from stacks.wire.ethernet import EtherType, EthernetRepr

@@ -1,7 +1,7 @@
 """The sans-IO UDP layer on a hand-driven Host."""
 
 import sys
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest

@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-from ipaddress import ip_address
 from pathlib import Path
 
 import pytest
