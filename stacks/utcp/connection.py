@@ -146,6 +146,22 @@ class Connection:
         conn._transition(Ev.RCV_SYN)
         return conn
 
+    @classmethod
+    def from_cookie(cls, ack: TcpRepr, *, isn: int, mss: int, now: float,
+                    config: TcpConfig | None = None, ipv6: bool = False) -> Connection:
+        """Rebuild a passive connection from the ACK that returned a valid SYN cookie.
+
+        The handshake is replayed from what the cookie kept: the peer's SYN
+        (its ISN and MSS, no other options) and our SYN-ACK (ISN = cookie),
+        then the ACK is processed as usual, data included.
+        """
+        syn = TcpRepr(ack.src_port, ack.dst_port, sq.add(ack.seq, -1), 0, SYN, ack.window, mss=mss)
+        conn = cls.accept(syn, isn=isn, now=now, config=config, ipv6=ipv6)
+        conn.rcv_wscale = 0                      # the cookie's SYN-ACK offered no options
+        conn.snd_nxt = conn.snd_max = conn.iss + 1
+        conn.receive(ack, now)
+        return conn
+
     # ------------------------------------------------------------------ application calls
 
     def send(self, data: bytes) -> int:

@@ -29,7 +29,8 @@ from .config import TcpConfig
 from .connection import Connection
 from .events import LocalProtocolError
 from .isn import IsnGenerator
-from .listener import Listener
+from .listener import Admission, Listener
+from .syncookies import SynCookies, peer_isn_of_ack
 from .states import State
 
 EPHEMERAL_PORTS = range(49152, 65536)
@@ -42,10 +43,11 @@ class Endpoint:
         #: The IP MTU towards an address (the host's PMTU table), for the MSS we announce.
         self.path_mtu = path_mtu
         self._isn = isn if isn is not None else IsnGenerator()
+        self._cookies = SynCookies()
         self._rng = random.Random(seed)
         self.connections: dict[tuple, Connection] = {}
         self.listeners: dict[tuple, Listener] = {}
-        self._resets: list[tuple] = []
+        self._stateless: list[tuple] = []        # resets and cookie SYN-ACKs: no connection behind them
         self._dirty: dict[Connection, None] = {}     # ordered set: may have output
         self._touched: dict[Connection, None] = {}   # ordered set: may have events
         self._timers: list[tuple[float, int, Connection]] = []
@@ -56,13 +58,13 @@ class Endpoint:
     # ------------------------------------------------------------------ setup
 
     def listen(self, address, port: int, *, backlog: int = 128, syn_queue: int | None = None,
-               config: TcpConfig | None = None) -> Listener:
+               config: TcpConfig | None = None, syn_cookies: bool = True) -> Listener:
         """Accept connections to ``port`` on ``address`` (None: every address)."""
         key = (address, port)
         if key in self.listeners:
             raise LocalProtocolError(f"already listening on {address}:{port}")
         listener = Listener(address, port, backlog=backlog, syn_queue=syn_queue,
-                            config=config or self.config)
+                            config=config or self.config, syn_cookies=syn_cookies)
         self.listeners[key] = listener
         return listener
 
@@ -135,6 +137,10 @@ class Endpoint:
         listener = self.listeners.get((dst, seg.dst_port)) or self.listeners.get((None, seg.dst_port))
         flags = seg.flags
         if listener is not None and not flags & TcpFlags.RST:
+            if flags & TcpFlags.ACK and not flags & TcpFlags.SYN and listener.syn_cookies:
+                conn = self._open_from_cookie(listener, key, src, dst, seg, now)
+                if conn is not None:
+                    return conn
             if flags & TcpFlags.ACK:
                 self._reset_for(src, dst, seg)      # RFC 9293: an ACK to LISTEN is reset
             elif flags & TcpFlags.SYN:
@@ -153,11 +159,18 @@ class Endpoint:
 
     def _open_passive(self, listener: Listener, key, src, dst, seg: TcpRepr,
                       now: float) -> Connection | None:
-        ok, evicted = listener.admit()
+        admission, evicted = listener.admit()
         if evicted is not None:
             self.connections.pop(evicted.key, None)
-        if not ok:
+        if admission is Admission.DROP:
             self.stats["syn_dropped"] += 1
+            return None
+        if admission is Admission.COOKIE:
+            cookie = self._cookies.make(dst, seg.dst_port, src, seg.src_port, seg.seq, seg.mss, now)
+            mss = self._config_for(listener.config, src).mss
+            self._stateless.append((dst, src, TcpRepr(
+                seg.dst_port, seg.src_port, cookie, sq.add(seg.seq, 1),
+                TcpFlags.SYN | TcpFlags.ACK, min(listener.config.recv_buffer, 65535), mss=mss)))
             return None
         isn = self._isn.isn(dst, seg.dst_port, src, seg.src_port, now)
         conn = Connection.accept(seg, isn=isn, now=now,
@@ -166,6 +179,24 @@ class Endpoint:
         conn.key = key
         self.connections[key] = conn
         listener.add_half_open(conn)
+        self.touch(conn)
+        return conn
+
+    def _open_from_cookie(self, listener: Listener, key, src, dst, seg: TcpRepr,
+                          now: float) -> Connection | None:
+        cookie = sq.add(seg.ack, -1)
+        mss = self._cookies.check(dst, seg.dst_port, src, seg.src_port, peer_isn_of_ack(seg.seq),
+                                  cookie, now)
+        if mss is None or not listener.has_room():
+            return None
+        conn = Connection.from_cookie(seg, isn=cookie, mss=mss, now=now,
+                                      config=self._config_for(listener.config, src),
+                                      ipv6=dst.version == 6)
+        if conn.state is State.CLOSED:
+            return None
+        conn.key = key
+        self.connections[key] = conn
+        listener.add_established(conn)
         self.touch(conn)
         return conn
 
@@ -188,7 +219,7 @@ class Endpoint:
         else:
             rst = TcpRepr(seg.dst_port, seg.src_port, 0, sq.add(seg.seq, seg.segment_len),
                           TcpFlags.RST | TcpFlags.ACK, 0)
-        self._resets.append((dst, src, rst))
+        self._stateless.append((dst, src, rst))
 
     def on_icmp_error(self, local_addr, local_port: int, remote_addr, remote_port: int, *,
                       mtu: int | None = None, message: str = "unreachable") -> None:
@@ -206,7 +237,7 @@ class Endpoint:
 
     def segments_to_send(self, now: float) -> list[tuple]:
         """(src, dst, segment) for everything due now."""
-        out, self._resets = self._resets, []
+        out, self._stateless = self._stateless, []
         dirty = list(self._dirty)
         self._dirty.clear()
         for conn in dirty:

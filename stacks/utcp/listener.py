@@ -1,14 +1,16 @@
 """A listening socket: a bounded SYN queue and an accept queue (the backlog).
 
-SYN-flood protection is the bounded SYN queue: when half-open connections
-fill it, the oldest is dropped silently to make room, so a flood cannot
-grow memory and a genuine client whose handshake completes quickly still
-gets in (its ACK to a dropped SYN-ACK draws a RST and it retries).  A full
-accept queue drops new SYNs, as Linux does, so clients retry later.
+SYN-flood protection: the SYN queue is bounded.  When half-open
+connections fill it, new SYNs are answered with SYN cookies (stateless, see
+:mod:`.syncookies`) — or, with cookies switched off, the oldest half-open
+connection is dropped silently to make room, so a flood cannot grow memory
+and a genuine client whose handshake completes quickly still gets in.  A
+full accept queue drops new SYNs, as Linux does, so clients retry later.
 """
 
 from __future__ import annotations
 
+import enum
 from collections import Counter, OrderedDict, deque
 
 from .config import TcpConfig
@@ -16,9 +18,15 @@ from .connection import Connection
 from .states import SYNCHRONIZED, State
 
 
+class Admission(enum.Enum):
+    ACCEPT = "accept"      # keep state: a new half-open connection
+    COOKIE = "cookie"      # answer with a SYN cookie, keep nothing
+    DROP = "drop"          # do not answer; the client will retry
+
+
 class Listener:
     def __init__(self, address, port: int, *, backlog: int = 128, syn_queue: int | None = None,
-                 config: TcpConfig | None = None) -> None:
+                 config: TcpConfig | None = None, syn_cookies: bool = True) -> None:
         if backlog < 1:
             raise ValueError("backlog must be at least 1")
         self.address = address          # None listens on every local address
@@ -26,23 +34,36 @@ class Listener:
         self.backlog = backlog
         self.syn_queue_limit = syn_queue if syn_queue is not None else max(2 * backlog, 64)
         self.config = config
+        self.syn_cookies = syn_cookies
         self.syn_queue: OrderedDict[tuple, Connection] = OrderedDict()
         self.accept_queue: deque[Connection] = deque()
         self.closed = False
         self.stats: Counter[str] = Counter()
 
-    def admit(self) -> tuple[bool, Connection | None]:
-        """Whether a new SYN may start a connection, and the half-open connection evicted
-        to make room for it (which the caller forgets)."""
+    def admit(self) -> tuple[Admission, Connection | None]:
+        """What to do with a new SYN, and the half-open connection evicted to make room
+        for it (which the caller forgets)."""
         if len(self.accept_queue) >= self.backlog:
             self.stats["syn_dropped_backlog_full"] += 1
-            return False, None
+            return Admission.DROP, None
         victim = None
         if len(self.syn_queue) >= self.syn_queue_limit:
+            if self.syn_cookies:
+                self.stats["syn_cookies_sent"] += 1
+                return Admission.COOKIE, None
             _, victim = self.syn_queue.popitem(last=False)
             victim.drop()        # forgotten, not reset: a half-open entry has no user yet
             self.stats["syn_queue_evicted"] += 1
-        return True, victim
+        return Admission.ACCEPT, victim
+
+    def has_room(self) -> bool:
+        return len(self.accept_queue) < self.backlog
+
+    def add_established(self, conn: Connection) -> None:
+        """A connection rebuilt from a SYN cookie: straight to the accept queue."""
+        self.accept_queue.append(conn)
+        self.stats["accepted"] += 1
+        self.stats["syn_cookies_accepted"] += 1
 
     def add_half_open(self, conn: Connection) -> None:
         self.syn_queue[conn.key] = conn

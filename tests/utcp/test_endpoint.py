@@ -94,9 +94,9 @@ def test_full_backlog_drops_new_syns():
     assert handshake(ep, PEER, 1001, now=1.0) is not None
 
 
-def test_syn_flood_is_bounded_by_the_syn_queue():
+def test_without_cookies_a_syn_flood_evicts_the_oldest_half_open():
     ep = endpoint()
-    listener = ep.listen(None, 80, backlog=8, syn_queue=4)
+    listener = ep.listen(None, 80, backlog=8, syn_queue=4, syn_cookies=False)
     for port in range(2000, 2100):                  # a flood of SYNs that never complete
         ep.receive(PEER2, HERE, seg(port, 80, 5, flags=SYN), 0.0)
     ep.segments_to_send(0.0)
@@ -236,3 +236,54 @@ def test_per_connection_options_do_not_leak_into_the_shared_config():
     a.set_keepalive(5.0, 1.0, 2, 0.0)
     assert b.config.nagle is False and b.config.keepalive_idle is None
     assert ep.config.keepalive_idle is None
+
+
+# ---------------------------------------------------------------- SYN cookies
+
+
+def test_syn_flood_gets_cookies_and_keeps_no_state():
+    ep = endpoint()
+    listener = ep.listen(None, 80, backlog=8, syn_queue=4)
+    for port in range(2000, 2100):
+        ep.receive(PEER2, HERE, seg(port, 80, 5, flags=SYN), 0.0)
+    out = ep.segments_to_send(0.0)
+    assert len(out) == 100 and all(s.flags == SYN | ACK for _, _, s in out)
+    assert len(ep.connections) == 4 and len(listener.syn_queue) == 4
+    assert listener.stats["syn_cookies_sent"] == 96
+
+
+def cookie_handshake(ep, sport, now_syn, now_ack, payload=b"GET"):
+    ep.receive(PEER, HERE, seg(sport, 80, 7000, flags=SYN), now_syn)
+    [(_, _, syn_ack)] = [x for x in ep.segments_to_send(now_syn) if x[2].dst_port == sport]
+    ep.receive(PEER, HERE, seg(sport, 80, 7001, sq.add(syn_ack.seq, 1), ACK, payload), now_ack)
+    return syn_ack
+
+
+def test_a_valid_cookie_rebuilds_the_connection_with_its_data():
+    ep = endpoint()
+    listener = ep.listen(None, 80, syn_queue=1)
+    handshake_syn = seg(1999, 80, 1, flags=SYN)
+    ep.receive(PEER2, HERE, handshake_syn, 0.0)          # fills the SYN queue
+    ep.segments_to_send(0.0)
+    syn_ack = cookie_handshake(ep, 3000, 10.0, 10.2)
+    assert syn_ack.window_scale is None and not syn_ack.sack_permitted and syn_ack.timestamp is None
+    conn = listener.accept()
+    assert conn.key == (HERE, 80, PEER, 3000) and conn.state is State.ESTABLISHED
+    assert conn.read() == b"GET"
+    assert conn.peer_mss == 536                           # the SYN carried 1000: table says 536
+    assert listener.stats["syn_cookies_accepted"] == 1
+    [(_, _, ack)] = ep.segments_to_send(10.2)
+    assert ack.ack == 7004
+
+
+def test_forged_and_stale_cookies_are_reset():
+    ep = endpoint()
+    listener = ep.listen(None, 80, syn_queue=1)
+    ep.receive(PEER2, HERE, seg(1999, 80, 1, flags=SYN), 0.0)
+    ep.segments_to_send(0.0)
+    ep.receive(PEER, HERE, seg(3001, 80, 7001, 123456, ACK), 1.0)        # a guessed cookie
+    [(_, _, rst)] = ep.segments_to_send(1.0)
+    assert rst.flags == RST
+    cookie_handshake(ep, 3002, 10.0, 10.0 + 200.0)                         # too late
+    assert listener.accept() is None
+    assert any(s.flags == RST for _, _, s in ep.segments_to_send(210.0))

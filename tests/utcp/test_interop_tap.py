@@ -459,3 +459,18 @@ async def test_lossy_link_utcp_sends_to_curl():
     assert done.stdout.split()[0].decode() == pattern_sha256(LOSSY_SIZE)
     stats = senders[0].stats
     assert stats["retransmitted_segments"] > 0 and stats["fast_retransmits"] > 0
+
+
+async def test_curl_through_syn_cookies():
+    """With no room for half-open state, every connection is rebuilt from its cookie."""
+    async with tap_stack() as (ns, host):
+        listener = await open_tcp_listener(host, STACK, 80)
+        listener.listener.syn_queue_limit = 0
+        async with trio.open_nursery() as nursery:
+            await nursery.start(http_server.serve, [listener])
+            done = await in_ns(ns, "sh", "-c", f"for i in 1 2 3; do curl -sS --max-time 20 "
+                               f"http://{STACK}/bytes/300000 | sha256sum; done", timeout=70)
+            nursery.cancel_scope.cancel()
+        assert done.returncode == 0, done.stderr.decode()
+        assert done.stdout.decode().split()[::2] == [pattern_sha256(300000)] * 3
+        assert listener.listener.stats["syn_cookies_accepted"] == 3

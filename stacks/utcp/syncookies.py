@@ -1,0 +1,68 @@
+"""SYN cookies (RFC 4987 section 3.6): a listener under a SYN flood answers
+without keeping state, and rebuilds the connection from the final ACK.
+
+The cookie is our ISN: 5 bits of a 64-second clock, 3 bits indexing the
+peer's MSS in a small table, and 24 bits of a keyed hash over the 4-tuple,
+the clock and the peer's ISN.  The ACK that completes the handshake must
+acknowledge cookie + 1 within two clock ticks.  What a cookie cannot hold
+is lost, as in the classic scheme: a connection rebuilt from a cookie has
+no window scaling, SACK or timestamps (the SYN-ACK did not offer them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from . import seq as sq
+
+TICK = 64.0
+MSS_TABLE = (536, 1200, 1220, 1360, 1400, 1440, 1452, 1460)
+_MASK24 = (1 << 24) - 1
+
+
+class SynCookies:
+    def __init__(self, secret: bytes | None = None) -> None:
+        self._secret = secret if secret is not None else os.urandom(32)
+
+    def _hash(self, local_addr, local_port, remote_addr, remote_port, peer_isn: int,
+              tick: int) -> int:
+        data = b"".join((local_addr.packed, local_port.to_bytes(2, "big"), remote_addr.packed,
+                         remote_port.to_bytes(2, "big"), peer_isn.to_bytes(4, "big"),
+                         (tick & 31).to_bytes(1, "big")))
+        return int.from_bytes(hashlib.blake2b(data, key=self._secret, digest_size=3).digest(),
+                              "big")
+
+    @staticmethod
+    def mss_index(mss: int | None) -> int:
+        """The largest table entry not above the peer's MSS (536 when it sent none)."""
+        index = 0
+        for i, value in enumerate(MSS_TABLE):
+            if mss is not None and value <= mss:
+                index = i
+        return index
+
+    def make(self, local_addr, local_port, remote_addr, remote_port, peer_isn: int,
+             mss: int | None, now: float) -> int:
+        tick = int(now / TICK)
+        m = self.mss_index(mss)
+        h = self._hash(local_addr, local_port, remote_addr, remote_port, peer_isn, tick)
+        return ((tick & 31) << 27) | (m << 24) | h
+
+    def check(self, local_addr, local_port, remote_addr, remote_port, peer_isn: int,
+              cookie: int, now: float) -> int | None:
+        """The MSS encoded in a valid, fresh cookie; None for anything else."""
+        tick = int(now / TICK)
+        cookie_tick = cookie >> 27
+        for age in (0, 1):                      # this tick or the previous one
+            if (tick - age) & 31 != cookie_tick:
+                continue
+            h = self._hash(local_addr, local_port, remote_addr, remote_port, peer_isn, tick - age)
+            if h == cookie & _MASK24:
+                return MSS_TABLE[(cookie >> 24) & 7]
+        return None
+
+
+def peer_isn_of_ack(seq: int) -> int:
+    """The peer's ISN, from the sequence number of its handshake-completing ACK."""
+    return sq.add(seq, -1)
