@@ -156,3 +156,31 @@ async def test_half_close_then_reply():
         assert TcpLayer.of(client).endpoint.connections == {}
         assert TcpLayer.of(server).endpoint.connections == {}
         assert s.connection.state is State.CLOSED
+
+
+def test_orphan_in_fin_wait_2_is_dropped_and_late_data_is_reset():
+    async def main():
+        async with two_hosts() as (client, server):
+            s, r = await connected_pair(client, server, 5002)
+            layer = TcpLayer.of(server)
+            await r.aclose()                        # FIN; the client never closes
+            await trio.sleep(1)
+            assert r.connection.state is State.FIN_WAIT_2
+            await trio.sleep(60)
+            assert r.connection.state is State.CLOSED
+            assert layer.counters["orphans_dropped"] == 1
+
+            s2, r2 = await connected_pair(client, server, 5003)
+            await r2.aclose()
+            await trio.sleep(1)
+            assert await s2.receive_some() == b""   # the FIN
+            await s2.send_all(b"too late")          # nobody reads it: RST, as Linux does
+            await trio.sleep(1)
+            assert s2.connection.error.reason == "reset"
+            with pytest.raises(trio.BrokenResourceError):
+                await s2.send_all(b"more")
+            assert layer.counters["orphan_reset_on_data"] == 1
+            await s.aclose()
+            await s2.aclose()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
