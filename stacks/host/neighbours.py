@@ -106,6 +106,8 @@ class OwnNeighbours:
         # RFC 826: refresh a known sender always; add it when the packet is for us.
         if arp.sender_ip in self._cache or arp.sender_ip in self._pending or for_us:
             self._learn(arp.sender_ip, arp.sender_mac, now)
+        elif not for_us:
+            host.count("arp_not_for_us")
         if for_us and arp.operation == ArpOperation.REQUEST:
             host.count("arp_replies_sent")
             reply = ArpRepr(ArpOperation.REPLY, host.mac, arp.target_ip, arp.sender_mac, arp.sender_ip)
@@ -133,6 +135,8 @@ class OwnNeighbours:
             if icmp.target_lladdr is not None and (icmp.target in self._cache
                                                   or icmp.target in self._pending):
                 self._learn(icmp.target, icmp.target_lladdr, now)
+            else:
+                host.count("nd_adverts_ignored")  # unsolicited, or without the address
 
     # -- timers ---------------------------------------------------------
 
@@ -163,6 +167,7 @@ class OwnNeighbours:
             oldest = min(self._cache, key=lambda a: self._cache[a].expires)
             del self._cache[oldest]
         self._cache[address] = _Entry(mac, now + self.lifetime)
+        self._host.count("neighbours_learned")
         if self._pending.pop(address, None) is not None:
             self._host.neighbour_resolved(address, mac, now)
 
