@@ -541,6 +541,17 @@ def plot(title, rows, width=40):
                                     "n/a"))
 
 
+def spread(size, a_all, b_all):
+    """A note with the range of repeated measurements, or None."""
+    parts = []
+    for label, rs in (("B", b_all), ("A", a_all)):
+        v = [pps(r) / 1e3 for r in rs if isinstance(r, dict)]
+        if len(v) > 1:
+            parts.append("%s %.1f-%.1f" % (label, min(v), max(v)))
+    return "%d B: kpps over the repetitions: %s" % (size, ", ".join(parts)) \
+        if parts else None
+
+
 def best(results):
     """Of repeated measurements, the one with the highest rate (the least
     disturbed by the host); n/a only when every attempt was n/a."""
@@ -627,6 +638,8 @@ def main():
                     os_all.append(attempt(b.rx_os, pg))
                     port_all.append(attempt(b.rx_port, pg))
                 os_res, port_res = best(os_all), best(port_all)
+                if spread(size, port_all, os_all):
+                    notes.append(spread(size, port_all, os_all))
                 if isinstance(port_res, dict) and port_res.get("drop_full"):
                     notes.append("%d B: the port's ring overflowed %d times "
                                  "(counted drops)" % (size,
@@ -739,6 +752,8 @@ def main():
                     port_all.append(attempt(b.sender, "ms_tx", size - 4))
                 attempt(b.attach, False)
             os_res, port_res = best(os_all), best(port_all)
+            if spread(size, port_all, os_all):
+                tx_notes.append(spread(size, port_all, os_all))
             for label, r in (("port", port_res), ("AF_PACKET", os_res)):
                 if isinstance(r, dict) and r.get("dev_dropped"):
                     tx_notes.append(
