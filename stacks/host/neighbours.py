@@ -190,6 +190,7 @@ class OwnNeighbours:
 
 # Neighbour states (linux/neighbour.h) in which the entry's address can be used.
 _NUD_INCOMPLETE = 0x01
+_NUD_STALE = 0x04
 _NUD_FAILED = 0x20
 _NUD_USABLE = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80  # reachable stale delay probe noarp permanent
 
@@ -236,8 +237,12 @@ class OsNeighbours:
             return entry.mac
         if address in self._pending:
             return None
-        mac = self.read(address)
+        mac, state = self._read(address)
         if mac is not None:
+            if state & _NUD_STALE:
+                # Our packets bypass the OS's own use of the entry, so it would
+                # stay stale and be collected: ask the OS to confirm it.
+                self.trigger(address)
             self._cache[address] = _Entry(mac, now + self.refresh)
             return mac
         self.trigger(address)
@@ -246,12 +251,15 @@ class OsNeighbours:
 
     def read(self, address: IPAddress) -> MacAddress | None:
         """The OS's usable entry for ``address`` on this interface, or None."""
+        return self._read(address)[0]
+
+    def _read(self, address: IPAddress) -> tuple[MacAddress | None, int]:
         family = 2 if address.version == 4 else 10
         for message in self._ipr.get_neighbours(family=family, ifindex=self.ifindex, dst=str(address)):
             lladdr = message.get_attr("NDA_LLADDR")
             if lladdr and message["state"] & _NUD_USABLE:
-                return MacAddress(lladdr)
-        return None
+                return MacAddress(lladdr), message["state"]
+        return None, 0
 
     def trigger(self, address: IPAddress) -> None:
         """Ask the OS to resolve ``address`` (it sends ARP or NS itself)."""

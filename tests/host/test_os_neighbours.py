@@ -106,3 +106,26 @@ def test_unknown_interface_is_a_clear_error(veth_pair):
     netns, _ = veth_pair
     with pytest.raises(LookupError, match="no interface 'nope'"):
         OsNeighbours("nope", netns=netns)
+
+
+def test_a_stale_os_entry_is_used_and_sent_for_confirmation(veth_pair):
+    from ipaddress import ip_address
+
+    netns, mac_b = veth_pair
+    dst = ip_address("10.41.0.2")
+    ip("neigh", "replace", str(dst), "lladdr", str(mac_b), "dev", "vA", "nud", "stale", netns=netns)
+    host, clock, resolver = make_host(netns)
+    try:
+        assert resolver.lookup(dst, clock.now) == mac_b  # usable at once
+        # The OS was asked to confirm it: it probes and the entry becomes reachable.
+        states = []
+        for _ in range(100):
+            entry = json.loads(ip("-j", "neigh", "show", str(dst), "dev", "vA", netns=netns))[0]
+            states.append(entry["state"])
+            if "REACHABLE" in entry["state"]:
+                break
+            import time
+            time.sleep(0.05)
+        assert "REACHABLE" in states[-1], states
+    finally:
+        resolver.close()
