@@ -474,3 +474,68 @@ async def test_curl_through_syn_cookies():
         assert done.returncode == 0, done.stderr.decode()
         assert done.stdout.decode().split()[::2] == [pattern_sha256(300000)] * 3
         assert listener.listener.stats["syn_cookies_accepted"] == 3
+
+
+# ---------------------------------------------------------------- keepalive and zero window
+
+HOLD_SERVER = r"""
+import socket, sys
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((sys.argv[1], 9002)); srv.listen(1)
+print("ready", flush=True)
+c, _ = srv.accept()
+size = int(sys.argv[2])
+if size:
+    c.sendall(bytes(range(256)) * (size // 256))
+    print("sent", flush=True)
+c.recv(10)                                   # until the peer goes away
+"""
+
+
+async def test_keepalive_against_linux_then_timeout_when_the_path_dies():
+    impair = dict(loss=0.0, duplicate=0.0, reorder=0.0, seed=1)
+    async with tap_stack(impair=impair) as (ns, host):
+        server = await trio.lowlevel.open_process(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", HOLD_SERVER, KERNEL, "0"],
+            stdout=subprocess.PIPE)
+        try:
+            with trio.fail_after(60):
+                assert (await server.stdout.receive_some(100)).startswith(b"ready")
+                stream = await open_tcp_stream(host, KERNEL, 9002)
+                stream.set_keepalive(1.0, 0.5, 3)
+                conn = stream.connection
+                await trio.sleep(4.0)
+                assert conn.stats["keepalives"] >= 2 and conn.error is None   # Linux answered
+                host.port.loss = 1.0                                     # the path dies
+                while conn.error is None:
+                    await trio.sleep(0.2)
+                assert conn.error.reason == "timeout"
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                server.kill()
+
+
+async def test_linux_probes_a_zero_window_until_utcp_reads():
+    size = 256 * 1500
+    async with tap_stack(TcpConfig(min_rto=0.2, recv_buffer=8192)) as (ns, host):
+        server = await trio.lowlevel.open_process(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", HOLD_SERVER, KERNEL, str(size)],
+            stdout=subprocess.PIPE)
+        try:
+            with trio.fail_after(60):
+                assert (await server.stdout.receive_some(100)).startswith(b"ready")
+                stream = await open_tcp_stream(host, KERNEL, 9002)
+                conn = stream.connection
+                await trio.sleep(2.0)                  # nobody reads: the window closes
+                assert conn.readable == 8192
+                unacceptable = conn.stats["unacceptable"]
+                await trio.sleep(2.0)
+                assert conn.stats["unacceptable"] > unacceptable   # Linux's probes, answered
+                got = bytearray()
+                while len(got) < size:
+                    got += await stream.receive_some()
+                assert bytes(got) == bytes(range(256)) * (size // 256)
+                await stream.aclose()
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                server.kill()
