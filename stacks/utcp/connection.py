@@ -183,6 +183,11 @@ class Connection:
         return self._buf_start + len(self._buf) - max(self.snd_max, self._buf_start)
 
     @property
+    def send_mss(self) -> int:
+        """Payload bytes of a full segment we send (options such as timestamps deducted)."""
+        return self._smss()
+
+    @property
     def in_flight(self) -> int:
         return self.snd_max - self.snd_una
 

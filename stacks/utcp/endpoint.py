@@ -222,10 +222,20 @@ class Endpoint:
         self._stateless.append((dst, src, rst))
 
     def on_icmp_error(self, local_addr, local_port: int, remote_addr, remote_port: int, *,
-                      mtu: int | None = None, message: str = "unreachable") -> None:
-        """An ICMP error quoting one of our segments: PMTU update or unreachable."""
+                      mtu: int | None = None, message: str = "unreachable",
+                      quoted_seq: int | None = None) -> None:
+        """An ICMP error quoting one of our segments: PMTU update or unreachable.
+
+        RFC 5927 section 4.1: the quoted sequence number, when there is one,
+        must be one we have sent and not had acknowledged, or the error is
+        ignored (a blind attacker would have to guess it).
+        """
         conn = self.connections.get((local_addr, local_port, remote_addr, remote_port))
         if conn is None:
+            return
+        if quoted_seq is not None and not conn.snd_una <= sq.unwrap(quoted_seq, conn.snd_una) \
+                < max(conn.snd_max, conn.snd_una + 1):
+            self.stats["icmp_ignored_bad_seq"] += 1
             return
         if mtu is not None:
             conn.set_path_mtu(mtu, ipv6=local_addr.version == 6)

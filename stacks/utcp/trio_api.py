@@ -108,12 +108,15 @@ class TcpLayer:
     def on_icmp_error(self, error: IcmpError, now: float) -> None:
         if error.src_port is None or error.dst_port is None:
             return
+        quoted = error.quoted_payload
+        seq = int.from_bytes(quoted[4:8], "big") if len(quoted) >= 8 else None
         if error.kind in (IcmpErrorKind.FRAG_NEEDED, IcmpErrorKind.PACKET_TOO_BIG):
             self.endpoint.on_icmp_error(error.src, error.src_port, error.dst, error.dst_port,
-                                        mtu=error.mtu)
+                                        mtu=error.mtu, quoted_seq=seq)
         elif error.kind is IcmpErrorKind.UNREACHABLE:
             self.endpoint.on_icmp_error(error.src, error.src_port, error.dst, error.dst_port,
-                                        message=f"ICMP unreachable from {error.reporter}")
+                                        message=f"ICMP unreachable from {error.reporter}",
+                                        quoted_seq=seq)
         self._flush(now)
 
     def poll_at(self) -> float | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import random
 
@@ -184,3 +185,61 @@ def test_orphan_in_fin_wait_2_is_dropped_and_late_data_is_reset():
             await s2.aclose()
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+async def test_icmp_frag_needed_and_unreachable_reach_the_connection():
+    from ipaddress import ip_address
+
+    from stacks.host.host import IcmpError, IcmpErrorKind
+    from stacks.wire.icmpv4 import DestUnreachable
+
+    async with two_hosts() as (client, server):
+        s, r = await connected_pair(client, server, 5004)
+        layer = TcpLayer.of(server)
+        conn = r.connection
+        here, port, there, peer_port = conn.key
+
+        def quote(seq):     # the start of a TCP header as an ICMP error quotes it
+            return port.to_bytes(2, "big") + peer_port.to_bytes(2, "big") \
+                + (seq & 0xFFFFFFFF).to_bytes(4, "big")
+
+        def frag_needed(seq):
+            return IcmpError(IcmpErrorKind.FRAG_NEEDED, 3, DestUnreachable.FRAGMENTATION_NEEDED,
+                             there, here, there, 6, port, peer_port, mtu=1000,
+                             quoted_payload=quote(seq))
+
+        await r.send_all(bytes(100_000))           # data in flight to quote
+        layer.on_icmp_error(frag_needed(conn.snd_max + 5000), trio.current_time())
+        assert layer.endpoint.stats["icmp_ignored_bad_seq"] == 1    # a blind guess: ignored
+        assert conn.send_mss == 1460 - 12
+        layer.on_icmp_error(frag_needed(conn.snd_una), trio.current_time())
+        assert conn.send_mss == 1000 - 40 - 12
+        got = bytearray()
+        while len(got) < 100_000:
+            got += await s.receive_some()
+        await r.send_all(bytes(5000))
+        got = bytearray()
+        while len(got) < 5000:
+            got += await s.receive_some()
+        assert s.connection.stats["segments_in"] > 5 and bytes(got) == bytes(5000)
+        # An unreachable for a connection being opened fails it, like ECONNREFUSED.
+        errors = []
+
+        async def connect():
+            try:
+                await open_tcp_stream(client, "10.7.0.3", 5005)   # nobody there
+            except OSError as exc:
+                errors.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(connect)
+            await trio.testing.wait_all_tasks_blocked()
+            [pending] = [c for c in TcpLayer.of(client).endpoint.connections.values()
+                         if c.state is State.SYN_SENT]
+            h, p, t, tp = pending.key
+            TcpLayer.of(client).on_icmp_error(
+                IcmpError(IcmpErrorKind.UNREACHABLE, 3, DestUnreachable.HOST,
+                          ip_address(CLIENT_ADDR), h, t, 6, p, tp,
+                          quoted_payload=p.to_bytes(2, "big") + tp.to_bytes(2, "big")
+                          + pending.iss.to_bytes(4, "big")), trio.current_time())
+        assert [e.errno for e in errors] == [errno.EHOSTUNREACH]
