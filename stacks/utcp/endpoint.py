@@ -98,6 +98,15 @@ class Endpoint:
                 return dataclasses.replace(config, mss=mss)
         return config
 
+    def free_port(self, local_addr) -> int:
+        """An ephemeral port nothing on ``local_addr`` uses, for a listener on port 0."""
+        used = {key[1] for key in self.connections}
+        for _ in range(len(EPHEMERAL_PORTS)):
+            port = self._ephemeral_port(local_addr, None, 0)
+            if port not in used:
+                return port
+        raise LocalProtocolError("no ephemeral port left")
+
     def _ephemeral_port(self, local_addr, remote_addr, remote_port: int) -> int:
         start = self._rng.randrange(len(EPHEMERAL_PORTS))
         for i in range(len(EPHEMERAL_PORTS)):

@@ -144,7 +144,12 @@ class TcpLayer:
         for src, dst, seg in self.endpoint.segments_to_send(now):
             try:
                 self.host.send_ip(src, dst, PROTOCOL, seg.emit(src, dst))
-            except (PacketTooBig, NoRoute, ValueError):
+            except NoRoute as exc:
+                self.counters["drop_no_route"] += 1
+                # Like Linux's ENETUNREACH: a connect with no route fails at once.
+                self.endpoint.on_icmp_error(src, seg.src_port, dst, seg.dst_port,
+                                            message=f"no route: {exc}")
+            except (PacketTooBig, ValueError):
                 self.counters["drop_unsendable"] += 1
         for conn in self.endpoint.take_touched():
             lot = self._lots.get(conn)
@@ -178,8 +183,11 @@ class TcpLayer:
     def listen(self, address, port: int, backlog: int, config: TcpConfig | None) -> "UtcpListener":
         address = None if address is None or ip_address(address) in WILDCARDS else ip_address(address)
         if port == 0:
-            port = self.endpoint._ephemeral_port(address, None, 0)
-        listener = self.endpoint.listen(address, port, backlog=backlog, config=config)
+            port = self.endpoint.free_port(address)
+        try:
+            listener = self.endpoint.listen(address, port, backlog=backlog, config=config)
+        except LocalProtocolError as exc:
+            raise OSError(errno.EADDRINUSE, str(exc)) from None
         self._listener_lots[listener] = trio.lowlevel.ParkingLot()
         return UtcpListener(self, listener)
 

@@ -243,3 +243,19 @@ async def test_icmp_frag_needed_and_unreachable_reach_the_connection():
                           quoted_payload=p.to_bytes(2, "big") + tp.to_bytes(2, "big")
                           + pending.iss.to_bytes(4, "big")), trio.current_time())
         assert [e.errno for e in errors] == [errno.EHOSTUNREACH]
+
+
+async def test_listener_errors_and_port_zero():
+    async with two_hosts() as (client, server):
+        listener = await open_tcp_listener(server, SERVER_ADDR, 0)
+        _, port = listener.address
+        assert 49152 <= port <= 65535
+        with pytest.raises(OSError) as exc:
+            await open_tcp_listener(server, SERVER_ADDR, port)
+        assert exc.value.errno == errno.EADDRINUSE
+        await listener.aclose()
+        with pytest.raises(trio.ClosedResourceError):
+            await listener.accept()
+        with pytest.raises(OSError) as exc:
+            await open_tcp_stream(client, "192.168.99.1", 80)     # no route, no gateway
+        assert exc.value.errno == errno.EHOSTUNREACH
