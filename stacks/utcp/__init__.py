@@ -1,4 +1,24 @@
-"""UTCP: a user-space TCP.  The core (everything but :mod:`.trio_api`) is sans-IO."""
+"""UTCP: a user-space TCP.  The core (everything but :mod:`.trio_api`) is sans-IO.
+
+Modules, one concern each:
+
+* :mod:`.states` — the RFC 9293 state machine as a table;
+* :mod:`.seq` — 32-bit sequence arithmetic;
+* :mod:`.connection` — one TCB: handshake (simultaneous open included),
+  data, close (simultaneous close included), RFC 5961 checks, PAWS,
+  window scaling, MSS, delayed ACK, Nagle, keepalive, zero-window probes,
+  TIME-WAIT, retransmission and loss recovery;
+* :mod:`.rto` — RFC 6298; :mod:`.congestion` — NewReno (RFC 5681/6582)
+  and CUBIC (RFC 9438) behind one interface; :mod:`.sack` — RFC 2018
+  receive blocks and the sender's scoreboard;
+* :mod:`.isn` — RFC 6528; :mod:`.syncookies` — RFC 4987 SYN cookies;
+* :mod:`.listener` — bounded SYN queue and backlog; :mod:`.endpoint` —
+  demultiplexing, resets for unknown segments, timers of many connections;
+* :mod:`.trio_api` — the trio streams and listeners over a Host.
+
+Not implemented: urgent data (URG is ignored), ECN, TCP Fast Open,
+limited transmit (RFC 3042), RACK/TLP, MD5/AO signatures.
+"""
 
 from .config import TcpConfig
 from .connection import Connection
