@@ -161,6 +161,11 @@ class MemoryPort(Port):
     def closed(self) -> bool:
         return self._closed
 
+    def __del__(self) -> None:
+        # A test that forgets close() must not leak the eventfd (as sockets do).
+        if not getattr(self, "_closed", True) and getattr(self, "_event_fd", -1) >= 0:
+            os.close(self._event_fd)
+
     # -- Extra hooks ----------------------------------------------------
 
     def poll_at(self) -> float | None:

@@ -23,6 +23,13 @@ def is_test_frame(frame) -> bool:
     return bytes(frame[12:14]) == TEST_ETHERTYPE
 
 
+def wait_readable(port: Port, timeout: float) -> bool:
+    # poll, not select: other tests may have pushed descriptor numbers past 1024.
+    poller = select.poll()
+    poller.register(port.fileno(), select.POLLIN)
+    return bool(poller.poll(max(0.0, timeout) * 1000))
+
+
 def receive(port: Port, count: int, timeout: float = 3.0) -> list[bytes]:
     """Collect ``count`` test frames (copied), waiting on fileno()."""
     got: list[bytes] = []
@@ -31,13 +38,13 @@ def receive(port: Port, count: int, timeout: float = 3.0) -> list[bytes]:
         left = deadline - time.monotonic()
         if left <= 0:
             break
-        select.select([port.fileno()], [], [], left)
+        wait_readable(port, left)
         got += [bytes(f) for f in port.recv_batch() if is_test_frame(f)]
     return got
 
 
 def readable(port: Port, timeout: float = 0.0) -> bool:
-    return bool(select.select([port.fileno()], [], [], timeout)[0])
+    return wait_readable(port, timeout)
 
 
 @pytest.mark.parametrize("direction", ["a->b", "b->a"])

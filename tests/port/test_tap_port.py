@@ -13,6 +13,12 @@ from multistack.tap import (TapError, TapPort, create_netns, delete_netns, ip, o
 pytestmark = pytest.mark.netns
 
 
+def wait_readable(port, timeout: float) -> None:
+    poller = select.poll()  # not select(): descriptor numbers may be past 1024
+    poller.register(port.fileno(), select.POLLIN)
+    poller.poll(timeout * 1000)
+
+
 @pytest.fixture
 def netns():
     name = unique_netns_name("mstap")
@@ -34,7 +40,7 @@ def test_kernel_side_gets_its_addresses_and_talks_arp(netns):
                        capture_output=True)
         frames = []
         for _ in range(20):
-            select.select([port.fileno()], [], [], 0.2)
+            wait_readable(port, 0.2)
             frames += [bytes(f) for f in port.recv_batch()]
             if any(f[12:14] == b"\x08\x06" for f in frames):
                 break
@@ -53,7 +59,7 @@ def test_deleted_namespace_closes_the_port(netns):
     delete_netns(netns)
     with pytest.raises(PortClosedError):
         for _ in range(50):
-            select.select([port.fileno()], [], [], 0.1)
+            wait_readable(port, 0.1)
             port.recv_batch()
     assert port.closed
 
