@@ -16,8 +16,8 @@ Modules, one concern each:
   demultiplexing, resets for unknown segments, timers of many connections;
 * :mod:`.trio_api` — the trio streams and listeners over a Host.
 
-Not implemented: urgent data (URG is ignored), ECN, TCP Fast Open,
-limited transmit (RFC 3042), RACK/TLP, MD5/AO signatures.
+Also RFC 3042 limited transmit.  Not implemented: urgent data (URG is
+ignored), ECN, TCP Fast Open, RACK/TLP, MD5/AO signatures.
 """
 
 from .config import TcpConfig

@@ -866,7 +866,12 @@ class Connection:
             if avail <= 0 and not fin_pending:
                 break
             cap = self._payload_cap()
-            usable = self.snd_una + min(self.snd_wnd, self.cc.cwnd) - self.snd_nxt
+            cwnd = self.cc.cwnd
+            if not self._in_recovery and self._dupacks in (1, 2):
+                # RFC 3042 limited transmit: each of the first two duplicate ACKs lets one
+                # new segment out, so a small window still gathers three duplicates.
+                cwnd += self._dupacks * self._smss()
+            usable = self.snd_una + min(self.snd_wnd, cwnd) - self.snd_nxt
             n = min(avail, cap, max(usable, 0))
             if retransmitting:
                 nxt = self.scoreboard.next_sacked(self.snd_nxt)

@@ -71,6 +71,17 @@ def test_fast_retransmit_on_third_duplicate_ack():
     assert conn.cc.ssthresh == 2000 and conn.cc.cwnd == 5000
 
 
+def test_limited_transmit_sends_a_new_segment_per_early_duplicate_ack():
+    conn = established()
+    send_data(conn, bytes(6000), 0.0)               # cwnd 4000: two segments wait
+    conn.receive(remote(1, 1), 0.1)
+    assert payloads(sent(conn, 0.1)) == [(4001, 1000)]
+    conn.receive(remote(1, 1), 0.1)
+    assert payloads(sent(conn, 0.1)) == [(5001, 1000)]
+    conn.receive(remote(1, 1), 0.1)                 # the third: fast retransmit
+    assert payloads(sent(conn, 0.1)) == [(1, 1000)]
+
+
 def test_window_update_is_not_a_duplicate_ack():
     conn = established()
     send_data(conn, bytes(4000), 0.0)
