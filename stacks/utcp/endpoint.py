@@ -210,7 +210,7 @@ class Endpoint:
         return conn
 
     def _update_listener(self, conn: Connection) -> None:
-        if conn.state is State.CLOSED or conn.state is not State.SYN_RECEIVED:
+        if conn.state is not State.SYN_RECEIVED:        # established, or gone
             local_addr, local_port = conn.key[0], conn.key[1]
             listener = self.listeners.get((local_addr, local_port)) \
                 or self.listeners.get((None, local_port))

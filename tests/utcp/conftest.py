@@ -1,6 +1,5 @@
 """Async tests in this folder run under trio, each within a time limit so none can hang."""
 
-import functools
 import inspect
 
 import pytest

@@ -5,7 +5,7 @@ import pytest
 from stacks.utcp import ConnectionClosed, State
 from stacks.utcp.congestion import Cubic, NewReno, initial_window
 
-from .templates import (ACK, FIN, LOCAL_ISS, PSH, REMOTE_ISS, SYN, WINDOW, established,
+from .templates import (ACK, FIN, LOCAL_ISS, PSH, REMOTE_ISS, WINDOW, established,
                         listen_and_syn, local, only, plain_config, remote, send_data, sent)
 
 
