@@ -1096,6 +1096,17 @@ static void test_vanish(void)
 	close(s);
 	port_close(&p);
 	CHECK(1, "dead port closed");
+	{
+		/* the module's socket reference is gone: the port is free */
+		int b = socket(AF_INET, SOCK_DGRAM, 0);
+		struct sockaddr_in sa = { .sin_family = AF_INET,
+					  .sin_port = htons(8401) };
+
+		usleep(100000);
+		CHECK(bind(b, (void *)&sa, sizeof(sa)) == 0,
+		      "UDP port 8401 can be bound again (socket reference dropped)");
+		close(b);
+	}
 }
 
 int main(int argc, char **argv)
@@ -1108,6 +1119,9 @@ int main(int argc, char **argv)
 		if (!strcmp(argv[i], "attach"))
 			CHECK(if_ioctl(MS_IOC_ATTACH, ifname) == 0, "attach %s",
 			      ifname);
+		if (!strcmp(argv[i], "attach_ebusy"))
+			CHECK(if_ioctl(MS_IOC_ATTACH, ifname) == EBUSY,
+			      "attach to a bridge port -> EBUSY");
 		if (!strcmp(argv[i], "detach"))
 			CHECK(if_ioctl(MS_IOC_DETACH, ifname) == 0, "detach %s",
 			      ifname);

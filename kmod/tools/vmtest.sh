@@ -58,6 +58,11 @@ sleep 0.5
 rmmod multistack && echo "ok   rmmod under traffic" || { echo "FAIL rmmod"; rc=1; }
 wait $P1 $P2
 insmod "$HERE/../multistack.ko" && echo "ok   reload" || rc=1
+if modprobe bridge 2>/dev/null; then
+	ip -n msa link add msbr type bridge && ip -n msa link set va master msbr
+	ip netns exec msa "$OUT" attach_ebusy || rc=1
+	ip -n msa link del msbr
+fi
 ip netns del msa; ip netns del msb
 sleep 1
 echo "== kernel log"
