@@ -225,7 +225,8 @@ static int ms_rxsync_locked(struct ms_port *port)
 {
 	struct ms_netmap_ring *ring = port->rx;
 	u32 n = port->rx_slots;
-	u32 head = READ_ONCE(ring->head);
+	/* acquire: the user's reads of released buffers come first */
+	u32 head = smp_load_acquire(&ring->head);
 
 	lockdep_assert_held(&port->rx_lock);
 	if (head >= n ||

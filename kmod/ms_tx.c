@@ -113,7 +113,8 @@ int ms_port_txsync(struct ms_port *port)
 	if (READ_ONCE(port->dead))
 		return -ENXIO;
 	mutex_lock(&port->tx_mutex);
-	head = READ_ONCE(ring->head);
+	/* acquire: slot and buffer contents written before head are seen */
+	head = smp_load_acquire(&ring->head);
 	if (head >= n) {
 		err = -EINVAL;
 		goto out_unlock;

@@ -82,8 +82,9 @@
  *   ENOTCONN        port ioctl (REGISTER, UNREGISTER, *SYNC, INFO) or mmap
  *                   on an fd that is not bound to a port.
  *   ENXIO           the port's interface vanished or was detached (the
- *                   port is dead; only close() is useful; poll returns
- *                   POLLERR).
+ *                   port is dead: REGISTER, UNREGISTER, TXSYNC and RXSYNC
+ *                   fail with ENXIO, poll returns POLLERR; STATS and INFO
+ *                   still answer; close() releases it).
  *   EAFNOSUPPORT    REGISTER: family is not MS_FAMILY_INET/MS_FAMILY_INET6.
  *   EPROTONOSUPPORT REGISTER: proto is not MS_PROTO_TCP/MS_PROTO_UDP.
  *   EBADF           REGISTER: sockfd is not an open descriptor of the caller.
@@ -138,6 +139,10 @@
  *       MAC, no FCS), slot.len bytes, slot.flags = 0.
  *   A head outside the ring, or one that moves backwards / past tail, makes
  *   the sync return EINVAL without changing anything.
+ *   Memory ordering: store head with release semantics (after writing the
+ *   slots and buffers it covers) and load tail with acquire semantics; the
+ *   kernel does the converse (smp_load_acquire(head),
+ *   smp_store_release(tail)).
  *
  * Statistics (MS_IOC_STATS): counters[] are indexed by MS_STAT_*.  On a
  *   port fd the request's ifname must be empty: port[] holds that port's
