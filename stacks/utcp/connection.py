@@ -352,12 +352,19 @@ class Connection:
 
         # RFC 5961 4.2: a SYN in a synchronized state is answered with a challenge ACK.
         if flags & SYN:
-            if state is State.SYN_RECEIVED:
+            if state is not State.SYN_RECEIVED:
+                self._challenge_ack(now)
+                return
+            if not (flags & ACK and seq == self.irs
+                    and sq.unwrap(seg.ack, self.snd_una) == self.snd_max):
                 if seq == self.irs:
                     self.snd_nxt = self.iss   # their SYN was retransmitted: so is our SYN-ACK
-            else:
-                self._challenge_ack(now)
-            return
+                return
+            # Simultaneous open: their SYN-ACK crossed ours.  Its SYN is old news, its ACK
+            # completes our handshake (as Linux accepts it), so go on without the SYN.
+            seg = dataclasses.replace(seg, flags=flags & ~SYN, seq=sq.wrap(self.irs + 1))
+            flags = seg.flags
+            seq = self.irs + 1
 
         # RFC 7323 5.3: PAWS rejects segments with a timestamp older than TS.Recent.
         if self.ts_ok and seg.timestamp is not None and self.ts_recent is not None \

@@ -287,3 +287,31 @@ def test_forged_and_stale_cookies_are_reset():
     cookie_handshake(ep, 3002, 10.0, 10.0 + 200.0)                         # too late
     assert listener.accept() is None
     assert any(s.flags == RST for _, _, s in ep.segments_to_send(210.0))
+
+
+def test_simultaneous_open_and_close_between_two_endpoints():
+    a, b = endpoint(), Endpoint(config=plain_config(), isn=IsnGenerator(b"j" * 32), seed=8)
+    ca = a.connect(HERE, PEER, 6000, 0.0, local_port=5000)
+    cb = b.connect(PEER, HERE, 5000, 0.0, local_port=6000)
+
+    def exchange(now):
+        for _ in range(5):
+            out_a, out_b = a.segments_to_send(now), b.segments_to_send(now)
+            for src, dst, s in out_a:
+                b.receive(src, dst, s, now)
+            for src, dst, s in out_b:
+                a.receive(src, dst, s, now)
+
+    exchange(0.0)                                   # the two SYNs cross
+    assert ca.state is cb.state is State.ESTABLISHED
+    assert ca.stats["SYN-SENT->SYN-RECEIVED"] == cb.stats["SYN-SENT->SYN-RECEIVED"] == 1
+    ca.send(b"ping")
+    cb.send(b"pong")
+    ca.close()
+    cb.close()                                      # both FINs cross too
+    a.touch(ca)
+    b.touch(cb)
+    exchange(0.1)
+    assert (ca.read(), cb.read()) == (b"pong", b"ping")
+    assert ca.state is cb.state is State.TIME_WAIT
+    assert ca.stats["FIN-WAIT-1->CLOSING"] == cb.stats["FIN-WAIT-1->CLOSING"] == 1

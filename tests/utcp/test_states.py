@@ -85,8 +85,10 @@ def test_simultaneous_open():
     # SYN+ACK on the same ISS, acknowledging their SYN.
     assert only(conn, 0.01) == local(0, 1, SYN | ACK, mss=1000)
     conn.receive(remote(0, 1, SYN | ACK, mss=1000), 0.02)   # their SYN+ACK crosses ours
-    conn.receive(remote(1, 1), 0.02)
     assert conn.state is State.ESTABLISHED
+    assert conn.events() == [Connected()]
+    conn.receive(remote(1, 1), 0.02)                       # and their ACK of our SYN-ACK
+    assert conn.state is State.ESTABLISHED and sent(conn, 0.02) == []
 
 
 def test_syn_sent_reset_with_acceptable_ack_is_refused():
