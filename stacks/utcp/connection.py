@@ -781,7 +781,10 @@ class Connection:
                     out.append(self._segment(self.snd_una - 1, ACK, b"", now))
             self._arm_persist(now)
         if self._ack_now and not out:
-            out.append(self._segment(self.snd_nxt, ACK, b"", now))   # <SEQ=SND.NXT><CTL=ACK>
+            # The highest sequence number sent (Linux's SND.NXT, which never goes back):
+            # after a timeout our SND.NXT may lie below the peer's RCV.NXT, and an ACK
+            # carrying it would be out of the peer's window and dropped.
+            out.append(self._segment(self.snd_max, ACK, b"", now))
         if self._unacked_segments and self._delack_at is None and not self._ack_now \
                 and self.config.delayed_ack > 0:
             self._delack_at = now + self.config.delayed_ack

@@ -45,6 +45,16 @@ def test_rto_collapses_cwnd_and_goes_back_to_snd_una():
     assert payloads(sent(conn, 2.1)) == [(2001, 1000), (3001, 1000)]   # slow start again
 
 
+def test_pure_ack_after_timeout_carries_the_highest_sequence_sent():
+    conn = established()
+    send_data(conn, bytes(3000), 0.0)
+    conn.on_timer(conn.poll_at())                    # go back to SND.UNA
+    assert payloads(sent(conn, 1.0)) == [(1, 1000)]
+    conn.receive(remote(1, 1, ACK, b"data"), 1.1)    # the peer may hold all 3000 bytes already
+    [ack] = sent(conn, 1.1)
+    assert ack.payload == b"" and ack.seq == LOCAL_ISS + 3001   # inside the peer's window
+
+
 def test_ack_restarts_timer_and_rtt_sample_sets_rto():
     conn = established(plain_config(min_rto=0.2))
     send_data(conn, b"a" * 10, 0.0)
