@@ -346,7 +346,12 @@ def status() -> list[dict]:
     """Attached interfaces of this network namespace, their ports and
     registrations (see :func:`parse_proc`).  Empty when nothing is attached."""
     try:
-        with open(PROC_FILE) as f:
+        # /proc/net follows the main thread's namespace; thread-self/net
+        # the calling thread's (which setns() may have moved).
+        path = PROC_FILE
+        if PROC_FILE == "/proc/net/multistack" and os.path.exists("/proc/thread-self/net"):
+            path = "/proc/thread-self/net/multistack"
+        with open(path) as f:
             text = f.read()
     except FileNotFoundError:
         if not module_loaded():
@@ -615,6 +620,12 @@ class KernelPort(Port):
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
 
     # -- registration
     def _reg_request(self, family: int, proto: int, addr: bytes, port: int,

@@ -59,6 +59,7 @@ class Topology:
     def up(self, attach: bool = True) -> "Topology":
         if not os.path.exists(f"/run/netns/{self.ns}"):
             ku.sh(f"ip netns add {self.ns} && ip -n {self.ns} link set lo up")
+        self._clean_links()
         ku.ip_batch(f"""
             link add {self.if_a} type veth peer name {self.if_b} netns {self.ns}
             addr add {self.a4}/24 dev {self.if_a}
@@ -113,7 +114,13 @@ class Topology:
                 kernel.detach(self.if_a)
             except kernel.KernelModuleError:
                 pass
+        self._clean_links()
+
+    def _clean_links(self):
+        """Remove the veth wherever a test left its ends."""
         ku.ip_batch(f"link del {self.if_a}", check=False)
+        ku.ip_batch(f"link del {self.if_b}", netns=self.ns, check=False)
+        ku.ip_batch(f"link del {self.if_a}", netns=self.ns, check=False)
 
 
 @pytest.fixture
