@@ -16,9 +16,11 @@ the trio runtime on top: one task per port that waits on the port's
 descriptor or the next deadline, drains RX in batches, dispatches, runs
 timers, and flushes TX with one ``sync`` per batch.
 
-Not done (counted drops instead): IP fragments (no reassembly, no
-fragmentation on send: :class:`PacketTooBig`), IPv4 options are accepted
-but ignored, VLAN-tagged frames, broadcast/multicast IP for transports.
+Received IP fragments are reassembled (bounded, see
+:mod:`stacks.host.reassembly`).  Not done (counted drops or errors
+instead): fragmentation on send (:class:`PacketTooBig`), VLAN-tagged
+frames, broadcast/multicast IP for transports; IPv4 options are accepted
+but ignored.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from stacks.wire.ipv6 import Ipv6Repr
 
 from .addressing import multicast_mac, solicited_node
 from .neighbours import NeighbourResolver
+from .reassembly import Reassembler
 
 IPAddress = IPv4Address | IPv6Address
 IPInterface = IPv4Interface | IPv6Interface
@@ -181,6 +184,7 @@ class Host:
         self._clock = clock or _default_clock
         #: Counters: frames/packets in and out, and every drop as ``drop_<reason>``.
         self.counters: Counter[str] = Counter()
+        self.reassembler = Reassembler(counters=self.counters)
         self._handlers: dict[int, ProtocolHandler] = {}
         self._tx: list[bytes] = []
         # Packets (ethertype, ip packet, src, dst, proto) waiting for their next hop's MAC.
@@ -390,8 +394,12 @@ class Host:
             self.counters["drop_not_our_address"] += 1
             return
         if ip.is_fragment:
-            self.counters["drop_fragment"] += 1
-            return
+            whole = self.reassembler.add((4, ip.src, ip.dst, ip.protocol, ip.ident),
+                                         ip.fragment_offset, ip.more_fragments, payload, now)
+            if whole is None:
+                self.counters["rx_fragments_held"] += 1
+                return
+            payload = memoryview(whole)
         if ip.protocol == ICMPV4:
             self._handle_icmpv4(ip, payload, now)
         else:
@@ -406,9 +414,19 @@ class Host:
         if ip.dst not in self.ipv6_addresses and ip.dst not in self._ipv6_groups:
             self.counters["drop_not_our_address"] += 1
             return
-        if ip.fragment is not None:
-            self.counters["drop_fragment"] += 1
-            return
+        fragment = ip.fragment
+        if fragment is not None:
+            if ip.extension_headers[-1].kind != 44:
+                # Headers after the fragment header sit in the first fragment only:
+                # the offsets of the pieces would not line up.
+                self.counters["drop_fragment_with_extensions"] += 1
+                return
+            whole = self.reassembler.add((6, ip.src, ip.dst, ip.protocol, fragment.ident),
+                                         fragment.offset, fragment.more_fragments, payload, now)
+            if whole is None:
+                self.counters["rx_fragments_held"] += 1
+                return
+            payload = memoryview(whole)
         if ip.protocol == ICMPV6:
             self._handle_icmpv6(eth, ip, payload, now)
         elif ip.dst.is_multicast:
@@ -612,7 +630,7 @@ class Host:
 
     def poll_at(self) -> float | None:
         """The earliest deadline of the resolver, the transports and the port."""
-        deadlines = [self.neighbours.poll_at()]
+        deadlines = [self.neighbours.poll_at(), self.reassembler.poll_at()]
         deadlines += [h.poll_at() for h in self._handlers.values()]
         port_poll = getattr(self.port, "poll_at", None)
         if port_poll is not None:
@@ -620,6 +638,9 @@ class Host:
         return min((d for d in deadlines if d is not None), default=None)
 
     def run_timers(self, now: float) -> None:
+        due = self.reassembler.poll_at()
+        if due is not None and due <= now:
+            self.reassembler.on_timer(now)
         due = self.neighbours.poll_at()
         if due is not None and due <= now:
             self.neighbours.on_timer(now)

@@ -204,10 +204,10 @@ UDP = UdpRepr(5000, 7, b"x")
     (ipv4(PEER_V4, HOST_V4, UDP)[:30], "bad_ipv4"),
     (ipv4(PEER_V4, "10.1.0.77", UDP), "not_our_address"),
     (ipv6(PEER_V6, "fd00:1::77", UDP), "not_our_address"),
-    (raw_ipv4(PEER_V4, HOST_V4, 17, b"\0" * 16, more_fragments=True), "fragment"),
+    (raw_ipv4(PEER_V4, HOST_V4, 17, b"\0" * 13, more_fragments=True), "fragment_bad_length"),
     (raw_ipv4(PEER_V4, HOST_V4, 89, b"\0" * 16), "no_handler"),
     (ipv6(PEER_V6, HOST_V6, UDP, extension_headers=(Ipv6ExtensionHeader.fragment(0, True, 1),)),
-     "fragment"),
+     "fragment_bad_length"),
     (HOST_MAC + PEER_MAC + b"\x08\x06" + bytes(10), "bad_arp"),
     (ipv4(PEER_V4, HOST_V4, Icmpv4Repr(Icmpv4Type.ECHO_REQUEST, 0))[:-1] + b"\x01", "bad_icmp"),
 ])

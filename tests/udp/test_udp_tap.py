@@ -121,3 +121,37 @@ except socket.timeout:
                                            address], capture_stdout=True, check=False)
         assert done.stdout.decode().strip() == "refused"
         assert host.counters["icmp_unreachables_sent"] == 1
+
+
+@pytest.mark.parametrize("address", ["10.32.0.2", "fd00:32::2"])
+@trio_test
+async def test_fragmented_datagrams_from_linux_are_reassembled(address):
+    async with tap_host(KERNEL, STACK, "msudp") as (ns, port, host):
+        sock = open_udp_socket(host, "::" if ":" in address else "0.0.0.0", 7)
+
+        async def answer_with_digest():
+            import hashlib
+
+            while True:
+                data, peer = await sock.recvfrom()
+                await sock.sendto(f"{len(data)} {hashlib.sha256(data).hexdigest()}".encode(), peer)
+
+        client = r"""
+import hashlib, socket, sys
+address = sys.argv[1]
+s = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+data = bytes(i * 31 % 251 for i in range(8000))  # Linux fragments it for the 1500-byte link
+s.sendto(data, (address, 7))
+print(s.recv(200).decode() == f"{len(data)} {hashlib.sha256(data).hexdigest()}")
+"""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(answer_with_digest)
+            with trio.fail_after(30):
+                done = await trio.run_process(["ip", "netns", "exec", ns, sys.executable, "-c", client,
+                                               address], capture_stdout=True, capture_stderr=True,
+                                              check=False)
+            nursery.cancel_scope.cancel()
+        assert done.stdout.decode().strip() == "True", done.stderr.decode()
+        assert host.counters["datagrams_reassembled"] == 1
+        assert host.counters["rx_fragments_held"] == 5  # 8008 bytes in six fragments
