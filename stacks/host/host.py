@@ -17,8 +17,9 @@ descriptor or the next deadline, drains RX in batches, dispatches, runs
 timers, and flushes TX with one ``sync`` per batch.
 
 Received IP fragments are reassembled (bounded, see
-:mod:`stacks.host.reassembly`).  Not done (counted drops or errors
-instead): fragmentation on send (:class:`PacketTooBig`), VLAN-tagged
+:mod:`stacks.host.reassembly`); UDP datagrams over the path MTU are sent
+in fragments where the host owns the link.  Not done (counted drops or
+errors instead): VLAN-tagged
 frames, broadcast/multicast IP for transports; IPv4 options are accepted
 but ignored.
 """
@@ -42,7 +43,7 @@ from stacks.wire.ethernet import EtherType, EthernetRepr, MacAddress
 from stacks.wire.icmpv4 import DestUnreachable, Icmpv4Repr, Icmpv4Type
 from stacks.wire.icmpv6 import Icmpv6Repr, Icmpv6Type
 from stacks.wire.ipv4 import Ipv4Repr
-from stacks.wire.ipv6 import Ipv6Repr
+from stacks.wire.ipv6 import Ipv6ExtensionHeader, Ipv6Repr
 
 from .addressing import multicast_mac, solicited_node
 from .neighbours import NeighbourResolver
@@ -187,10 +188,12 @@ class Host:
         self.reassembler = Reassembler(counters=self.counters)
         self._handlers: dict[int, ProtocolHandler] = {}
         self._tx: list[bytes] = []
-        # Packets (ethertype, ip packet, src, dst, proto) waiting for their next hop's MAC.
-        self._waiting: dict[IPAddress, deque[tuple[int, bytes, IPAddress, IPAddress, int]]] = {}
+        # Packets (ethertype, ip packet, src, dst, proto, transport offset) waiting
+        # for their next hop's MAC.
+        self._waiting: dict[IPAddress, deque[tuple]] = {}
         self._pmtu: dict[IPAddress, tuple[int, float]] = {}
         self._ident = 0
+        self._ident6 = 0
         self._in_runtime = False
         self._woken = False
         self._wait_scope = None
@@ -214,11 +217,16 @@ class Host:
     def handler(self, proto: int) -> ProtocolHandler | None:
         return self._handlers.get(proto)
 
-    def send_ip(self, src: IPAddress, dst: IPAddress, proto: int, payload: bytes) -> None:
+    def send_ip(self, src: IPAddress, dst: IPAddress, proto: int, payload: bytes, *,
+                fragment: bool = False) -> None:
         """Queue one IP packet from ``src`` (one of ours) to ``dst``.
 
-        Raises PacketTooBig, NoRoute or ValueError (not our address, mixed
-        families); otherwise the packet is sent or counted as dropped.
+        A packet over the path MTU raises PacketTooBig, unless ``fragment``
+        (UDP asks for it) and the host owns the link: then it goes out in
+        fragments.  Over the kernel module the OS owns fragmentation and the
+        module refuses fragments.  Also raises NoRoute or ValueError (not our
+        address, mixed families); otherwise the packet is sent or counted as
+        dropped.
         """
         if src not in (self.ipv4_addresses if src.version == 4 else self.ipv6_addresses):
             raise ValueError(f"{src} is not an address of this host")
@@ -229,7 +237,12 @@ class Host:
         size = (IPV4_HEADER if src.version == 4 else IPV6_HEADER) + len(payload)
         mtu = self.path_mtu(dst)
         if size > mtu:
-            raise PacketTooBig(size, mtu)
+            # IPv4 counts its header in the 16-bit total; IPv6 its fragment header.
+            limit = 65535 - (IPV4_HEADER if src.version == 4 else 8)
+            if not (fragment and self.owns_link) or len(payload) > limit:
+                raise PacketTooBig(size, mtu)
+            self._send_fragments(src, dst, proto, payload, mtu, self._clock())
+            return
         self._send_packet(src, dst, proto, payload, self._clock())
 
     def path_mtu(self, dst: IPAddress) -> int:
@@ -297,8 +310,9 @@ class Host:
         waiting = self._waiting.pop(address, ())
         self.count("drop_neighbour_unresolved", len(waiting))
         # Tell the transports, as a host-unreachable from ourselves (as Linux does).
-        for _, packet, src, dst, proto in waiting:
-            header = IPV4_HEADER if src.version == 4 else IPV6_HEADER
+        for _, packet, src, dst, proto, header in waiting:
+            if header is None:
+                continue  # a later fragment: the first one speaks for the datagram
             self._dispatch_error(IcmpError(
                 IcmpErrorKind.UNREACHABLE, 3 if src.version == 4 else 1,
                 DestUnreachable.HOST if src.version == 4 else 3, src, src, dst, proto,
@@ -544,21 +558,50 @@ class Host:
         if src.version == 4:
             self._ident = ident = (self._ident + 1) & 0xFFFF
             # TCP sets DF for path-MTU discovery; UDP leaves routers free to fragment.
-            dst_packed = dst.packed
             header = bytearray(_IPV4_HEADER.pack(0x45, 0, IPV4_HEADER + len(payload), ident,
                                                  _DF if proto == 6 else 0, 64, proto, 0,
-                                                 src.packed, dst_packed))
+                                                 src.packed, dst.packed))
             header[10:12] = checksum(header).to_bytes(2, "big")
-            ethertype = EtherType.IPV4
-            group = dst_packed[0] >= 224  # multicast, or the limited broadcast
+            offset = IPV4_HEADER
         else:
-            dst_packed = dst.packed
-            header = _IPV6_HEADER.pack(0x60000000, len(payload), proto, 64, src.packed, dst_packed)
-            ethertype = EtherType.IPV6
-            group = dst_packed[0] == 0xFF
-        packet = b"".join((header, payload))
+            header = _IPV6_HEADER.pack(0x60000000, len(payload), proto, 64, src.packed, dst.packed)
+            offset = IPV6_HEADER
+        self._output(src, dst, proto, b"".join((header, payload)), offset, now)
+
+    def _send_fragments(self, src: IPAddress, dst: IPAddress, proto: int, payload: bytes,
+                        mtu: int, now: float) -> None:
+        """Send ``payload`` in fragments that each fit ``mtu`` (RFC 791 / RFC 8200 4.5)."""
+        if src.version == 4:
+            self._ident = ident = (self._ident + 1) & 0xFFFF
+            step = (mtu - IPV4_HEADER) & ~7
+            for start in range(0, len(payload), step):
+                piece = payload[start:start + step]
+                more = start + step < len(payload)
+                packet = Ipv4Repr(src, dst, proto, ident=ident, more_fragments=more,
+                                  fragment_offset=start).emit(piece)
+                self._output(src, dst, proto, packet, IPV4_HEADER if start == 0 else None, now)
+        else:
+            self._ident6 = ident = (self._ident6 + 1) & 0xFFFFFFFF
+            step = (mtu - IPV6_HEADER - 8) & ~7
+            for start in range(0, len(payload), step):
+                piece = payload[start:start + step]
+                more = start + step < len(payload)
+                fragment = Ipv6ExtensionHeader.fragment(start, more, ident)
+                packet = Ipv6Repr(src, dst, proto, extension_headers=(fragment,)).emit(piece)
+                self._output(src, dst, proto, packet, IPV6_HEADER + 8 if start == 0 else None, now)
+        self.counters["tx_datagrams_fragmented"] += 1
+
+    def _output(self, src: IPAddress, dst: IPAddress, proto: int, packet: bytes,
+                transport_offset: int | None, now: float) -> None:
+        """Frame one IP packet for its next hop, or queue it until the hop is resolved.
+
+        ``transport_offset`` is where the transport header starts (None in a
+        later fragment), so a failed resolution can name the flow.
+        """
+        ethertype = EtherType.IPV4 if src.version == 4 else EtherType.IPV6
         self.counters["tx_packets"] += 1
-        if group:
+        first = dst.packed[0]
+        if (first >= 224) if dst.version == 4 else (first == 0xFF):  # multicast (or broadcast)
             self._queue_tx(EthernetRepr(multicast_mac(dst), self.mac, ethertype).emit(packet))
             return
         try:
@@ -575,7 +618,7 @@ class Host:
         if len(queue) >= self.neighbour_queue:
             self.counters["drop_neighbour_queue_full"] += 1
             return
-        queue.append((ethertype, packet, src, dst, proto))
+        queue.append((ethertype, packet, src, dst, proto, transport_offset))
         self._kick()  # the resolver has a new deadline
 
     def _queue_tx(self, frame: bytes) -> None:

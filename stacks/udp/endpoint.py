@@ -213,5 +213,6 @@ class UdpLayer:
         elif source is not None and source != src:
             raise ValueError(f"endpoint bound to {src} cannot send from {source}")
         segment = UdpRepr(endpoint.port, dst_port, data).emit(src, dst)
-        self.host.send_ip(src, dst, PROTOCOL, segment)
+        # Like a Linux UDP socket: larger than the path MTU goes out in fragments.
+        self.host.send_ip(src, dst, PROTOCOL, segment, fragment=True)
         self.counters["tx_datagrams"] += 1

@@ -126,14 +126,34 @@ def test_send_refuses_what_cannot_be_sent(layer):
         endpoint.send(b"x", PEER_V4, 0)
     with pytest.raises(ValueError):
         endpoint.send(b"x" * 70000, PEER_V4, 53)
-    with pytest.raises(PacketTooBig):
-        endpoint.send(b"x" * 1473, PEER_V4, 53)
     with pytest.raises(ValueError):
         endpoint.send(b"x", PEER_V4, 53, source=IPv4Address("10.1.0.77"))
     endpoint.send(b"x" * 1472, PEER_V4, 53)  # fills the 1500-byte MTU exactly
     endpoint.close()
     with pytest.raises(ValueError):
         endpoint.send(b"x", PEER_V4, 53)
+
+
+def test_datagrams_over_the_mtu_go_out_in_fragments(layer):
+    endpoint = layer.bind("10.1.0.1", 5000)
+    endpoint.send(b"y" * 1473, PEER_V4, 53)  # one byte over the 1500-byte MTU
+    frames = [Ipv4Repr.parse_with_payload(f[14:]) for f in layer.host.take_output()]
+    assert [(ip.fragment_offset, ip.more_fragments) for ip, _ in frames] == [(0, True), (1480, False)]
+    assert len({ip.ident for ip, _ in frames}) == 1
+    assert all(len(f) <= 1500 for _, f in frames)
+    segment = b"".join(bytes(payload) for _, payload in frames)
+    assert UdpRepr.parse(segment, HOST_V4, PEER_V4) == UdpRepr(5000, 53, b"y" * 1473)
+    assert layer.host.counters["tx_datagrams_fragmented"] == 1
+    with pytest.raises(PacketTooBig):
+        endpoint.send(b"y" * (65535 - 28 + 1), PEER_V4, 53)  # no IPv4 datagram is that big
+
+
+def test_over_a_shared_nic_big_datagrams_are_refused(layer):
+    layer.host.owns_link = False  # the kernel module refuses fragments; the OS owns them
+    endpoint = layer.bind("10.1.0.1", 5000)
+    with pytest.raises(PacketTooBig) as too_big:
+        endpoint.send(b"y" * 1473, PEER_V4, 53)
+    assert too_big.value.mtu == 1500
 
 
 def test_icmp_errors_reach_the_endpoint_that_sent(layer):
