@@ -35,7 +35,7 @@ def pseudo_header_sum(src: IPv4Address | IPv6Address, dst: IPv4Address | IPv6Add
     """
     if type(src) is not type(dst):
         raise ValueError(f"address families differ: {src} and {dst}")
-    return int(src) % 0xFFFF + int(dst) % 0xFFFF + protocol + (length >> 16) + (length & 0xFFFF)
+    return src._ip % 0xFFFF + dst._ip % 0xFFFF + protocol + (length >> 16) + (length & 0xFFFF)
 
 
 def pseudo_header_sum_native(src: IPv4Address | IPv6Address, dst: IPv4Address | IPv6Address,

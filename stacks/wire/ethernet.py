@@ -7,6 +7,7 @@ import struct
 from dataclasses import dataclass
 
 from ._buffer import byte_view
+from ._fast_init import fast_constructor, faster_init
 from .errors import MalformedPacket
 
 HEADER_LEN = 14
@@ -110,6 +111,7 @@ class EthernetFrame:
         return self.buffer[self.header_len:]
 
 
+@faster_init
 @dataclass(frozen=True, slots=True)
 class EthernetRepr:
     dst: MacAddress
@@ -133,7 +135,7 @@ class EthernetRepr:
             dst, src, _, tci, ethertype = _VLAN_HEADER.unpack_from(buf)
             vlan = VlanTag(tci & 0xFFF, tci >> 13, bool(tci & 0x1000))
         # struct gave exactly 6 bytes each: skip MacAddress's own length check
-        return (cls(_new_bytes(MacAddress, dst), _new_bytes(MacAddress, src), ethertype, vlan),
+        return (_build_ethernet(_new_bytes(MacAddress, dst), _new_bytes(MacAddress, src), ethertype, vlan),
                 buf[frame.header_len:])
 
     @property
@@ -161,3 +163,7 @@ class EthernetRepr:
         n = self.emit_into(buffer)
         buffer[n:] = payload
         return bytes(buffer)
+
+
+# Parsers build one of these per packet: the fast path of EthernetRepr(...).
+_build_ethernet = fast_constructor(EthernetRepr)

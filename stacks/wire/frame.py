@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import icmpv4, icmpv6, tcp, udp
+from ._fast_init import fast_constructor, faster_init
 from .arp import ArpRepr
 from .errors import MalformedPacket
 from .ethernet import EtherType, EthernetRepr
@@ -32,6 +33,7 @@ _PROTOCOL_OF = {TcpRepr: tcp.PROTOCOL, UdpRepr: udp.PROTOCOL,
                 Icmpv4Repr: icmpv4.PROTOCOL, Icmpv6Repr: icmpv6.PROTOCOL}
 
 
+@faster_init
 @dataclass(frozen=True, slots=True)
 class Frame:
     """A frame's layers, outermost first.
@@ -53,6 +55,10 @@ class Frame:
         return build_frame(self.ethernet, self.network, self.transport, self.payload)
 
 
+# Parsers build one of these per packet: the fast path of Frame(...).
+_build_frame = fast_constructor(Frame)
+
+
 def parse_frame(data, *, verify_checksums: bool = True) -> Frame:
     """Parse an Ethernet frame (without FCS) down to its transport layer.
 
@@ -64,16 +70,16 @@ def parse_frame(data, *, verify_checksums: bool = True) -> Frame:
     if ethertype == EtherType.IPV4:
         ip, rest = Ipv4Repr.parse_with_payload(rest, verify_checksum=verify_checksums)
         if ip.more_fragments or ip.fragment_offset:
-            return Frame(ethernet, ip, None, bytes(rest))
+            return _build_frame(ethernet, ip, None, bytes(rest))
     elif ethertype == EtherType.IPV6:
         ip, rest = Ipv6Repr.parse_with_payload(rest)
         fragment = ip.fragment
         if fragment is not None and (fragment.more_fragments or fragment.offset):
-            return Frame(ethernet, ip, None, bytes(rest))
+            return _build_frame(ethernet, ip, None, bytes(rest))
     elif ethertype == EtherType.ARP:
-        return Frame(ethernet, ArpRepr.parse(rest))
+        return _build_frame(ethernet, ArpRepr.parse(rest))
     else:
-        return Frame(ethernet, None, None, bytes(rest))
+        return _build_frame(ethernet, None, None, bytes(rest))
 
     protocol = ip.protocol
     if protocol == tcp.PROTOCOL:
@@ -85,8 +91,8 @@ def parse_frame(data, *, verify_checksums: bool = True) -> Frame:
     elif protocol == icmpv6.PROTOCOL and ethertype == EtherType.IPV6:
         transport = Icmpv6Repr.parse(rest, ip.src, ip.dst, verify_checksum=verify_checksums)
     else:
-        return Frame(ethernet, ip, None, bytes(rest))
-    return Frame(ethernet, ip, transport)
+        return _build_frame(ethernet, ip, None, bytes(rest))
+    return _build_frame(ethernet, ip, transport)
 
 
 def build_frame(ethernet: EthernetRepr, network: NetworkRepr | None,

@@ -11,6 +11,7 @@ import struct
 from dataclasses import dataclass
 
 from ._buffer import byte_view
+from ._fast_init import fast_constructor, faster_init
 from .checksum import checksum
 from .errors import MalformedPacket
 from .quoted import QuotedPacket, parse_quoted_v4
@@ -59,6 +60,7 @@ class Icmpv4Packet:
         self.buffer = buf
 
 
+@faster_init
 @dataclass(frozen=True, slots=True)
 class Icmpv4Repr:
     """An ICMP message.
@@ -102,15 +104,15 @@ class Icmpv4Repr:
         kind, code, _ = _PREFIX.unpack_from(buf)
         if kind in _ECHO:
             _, _, _, ident, seq = _HEADER.unpack_from(buf)
-            return cls(kind, code, ident=ident, seq=seq, data=bytes(buf[HEADER_LEN:]))
+            return _build_icmpv4(kind, code, ident=ident, seq=seq, data=bytes(buf[HEADER_LEN:]))
         if kind == Icmpv4Type.DEST_UNREACHABLE:
             _, _, _, _, mtu = _HEADER.unpack_from(buf)
-            return cls(kind, code, next_hop_mtu=mtu, data=bytes(buf[HEADER_LEN:]))
+            return _build_icmpv4(kind, code, next_hop_mtu=mtu, data=bytes(buf[HEADER_LEN:]))
         if kind == Icmpv4Type.PARAMETER_PROBLEM:
-            return cls(kind, code, pointer=buf[4], data=bytes(buf[HEADER_LEN:]))
+            return _build_icmpv4(kind, code, pointer=buf[4], data=bytes(buf[HEADER_LEN:]))
         if kind in _ERRORS:
-            return cls(kind, code, data=bytes(buf[HEADER_LEN:]))
-        return cls(kind, code, data=bytes(buf[4:]))
+            return _build_icmpv4(kind, code, data=bytes(buf[HEADER_LEN:]))
+        return _build_icmpv4(kind, code, data=bytes(buf[4:]))
 
     @property
     def is_error(self) -> bool:
@@ -160,3 +162,7 @@ class Icmpv4Repr:
         buffer = bytearray(self.wire_len)
         self.emit_into(buffer)
         return bytes(buffer)
+
+
+# Parsers build one of these per packet: the fast path of Icmpv4Repr(...).
+_build_icmpv4 = fast_constructor(Icmpv4Repr)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from ipaddress import IPv6Address
 
 from ._buffer import byte_view
+from ._fast_init import fast_constructor, faster_init
 from .checksum import transport_checksum, transport_checksum_ok
 from .errors import MalformedPacket
 from .ethernet import MacAddress
@@ -100,6 +101,7 @@ def _parse_nd_options(opts: memoryview) -> tuple[MacAddress | None, MacAddress |
     return source, target
 
 
+@faster_init
 @dataclass(frozen=True, slots=True)
 class Icmpv6Repr:
     """An ICMPv6 message.
@@ -160,22 +162,22 @@ class Icmpv6Repr:
             raise MalformedPacket("ICMPv6: bad checksum")
         kind, code, _ = _PREFIX.unpack_from(buf)
         if not (kind in _ECHO_TYPES or kind in _ERRORS or kind in _ND):
-            return cls(kind, code, data=bytes(buf[4:]))
+            return _build_icmpv6(kind, code, data=bytes(buf[4:]))
         word = _HEADER.unpack_from(buf)[3]  # the view checked these types have 8 bytes
         if kind in _ECHO_TYPES:
-            return cls(kind, code, ident=word >> 16, seq=word & 0xFFFF,
+            return _build_icmpv6(kind, code, ident=word >> 16, seq=word & 0xFFFF,
                        data=bytes(buf[HEADER_LEN:]))
         if kind == Icmpv6Type.PACKET_TOO_BIG:
-            return cls(kind, code, mtu=word, data=bytes(buf[HEADER_LEN:]))
+            return _build_icmpv6(kind, code, mtu=word, data=bytes(buf[HEADER_LEN:]))
         if kind == Icmpv6Type.PARAMETER_PROBLEM:
-            return cls(kind, code, pointer=word, data=bytes(buf[HEADER_LEN:]))
+            return _build_icmpv6(kind, code, pointer=word, data=bytes(buf[HEADER_LEN:]))
         if kind in _ERRORS:
-            return cls(kind, code, data=bytes(buf[HEADER_LEN:]))
+            return _build_icmpv6(kind, code, data=bytes(buf[HEADER_LEN:]))
         # Neighbour solicitation or advertisement.
         target = IPv6Address(bytes(buf[8:24]))
         source_ll, target_ll = _parse_nd_options(buf[ND_HEADER_LEN:])
         flags = word & 0xE0000000 if kind == Icmpv6Type.NEIGHBOR_ADVERT else 0
-        return cls(kind, code, target=target, nd_flags=flags, source_lladdr=source_ll,
+        return _build_icmpv6(kind, code, target=target, nd_flags=flags, source_lladdr=source_ll,
                    target_lladdr=target_ll)
 
     @property
@@ -252,3 +254,7 @@ class Icmpv6Repr:
         csum = transport_checksum(src, dst, PROTOCOL, memoryview(buffer)[offset:end])
         struct.pack_into("!H", buffer, offset + 2, csum)
         return end - offset
+
+
+# Parsers build one of these per packet: the fast path of Icmpv6Repr(...).
+_build_icmpv6 = fast_constructor(Icmpv6Repr)

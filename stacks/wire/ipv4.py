@@ -8,6 +8,7 @@ from ipaddress import IPv4Address
 
 from ._addresses import ipv4_from_bytes
 from ._buffer import byte_view
+from ._fast_init import fast_constructor, faster_init
 from .checksum import checksum
 from .errors import MalformedPacket
 
@@ -110,6 +111,7 @@ class Ipv4Packet:
         return checksum(self.buffer[:self.header_len]) == 0
 
 
+@faster_init
 @dataclass(frozen=True, slots=True)
 class Ipv4Repr:
     """An IPv4 header without its lengths and checksum, which emit computes.
@@ -160,7 +162,7 @@ class Ipv4Repr:
             check_options(options)
         else:
             options = b""
-        return cls(ipv4_from_bytes(src), ipv4_from_bytes(dst), protocol, ttl, tos >> 2, tos & 3, ident,
+        return _build_ipv4(ipv4_from_bytes(src), ipv4_from_bytes(dst), protocol, ttl, tos >> 2, tos & 3, ident,
                    bool(frag & FLAG_DF), bool(frag & FLAG_MF), (frag & OFFSET_MASK) * 8, options)
 
     @property
@@ -172,36 +174,44 @@ class Ipv4Repr:
         """True for any piece of a fragmented datagram, the first one included."""
         return self.more_fragments or self.fragment_offset != 0
 
-    def emit_into(self, buffer: bytearray | memoryview, offset: int, payload_len: int) -> int:
-        """Write the header for a payload of ``payload_len`` bytes; return its length."""
+    def header_bytes(self, payload_len: int) -> bytes:
+        """The header, checksum included, for a payload of ``payload_len`` bytes."""
         options = self.options
         header_len = HEADER_LEN + len(options)
         if len(options) % 4 or len(options) > 40:
             raise ValueError(f"IPv4: options of {len(options)} bytes; need a multiple of 4, "
                              "at most 40")
-        if self.fragment_offset % 8 or not 0 <= self.fragment_offset <= OFFSET_MASK * 8:
-            raise ValueError(f"IPv4: fragment offset {self.fragment_offset} is not a multiple "
-                             f"of 8 in 0..{OFFSET_MASK * 8} (out of range)")
-        frag = (self.fragment_offset // 8) | (FLAG_DF if self.dont_fragment else 0) \
+        offset = self.fragment_offset
+        if offset % 8 or not 0 <= offset <= OFFSET_MASK * 8:
+            raise ValueError(f"IPv4: fragment offset {offset} is not a multiple of 8 in "
+                             f"0..{OFFSET_MASK * 8} (out of range)")
+        frag = offset >> 3 | (FLAG_DF if self.dont_fragment else 0) \
             | (FLAG_MF if self.more_fragments else 0)
-        if not (isinstance(self.src, IPv4Address) and isinstance(self.dst, IPv4Address)):
+        src, dst = self.src, self.dst
+        if not (isinstance(src, IPv4Address) and isinstance(dst, IPv4Address)):
             raise ValueError("IPv4: src and dst must be IPv4Address")
         if not (0 <= self.dscp < 64 and 0 <= self.ecn < 4):
             raise ValueError(f"IPv4: field out of range in {self}")
         try:
-            _HEADER.pack_into(buffer, offset, 0x40 | header_len // 4, self.dscp << 2 | self.ecn,
-                              header_len + payload_len, self.ident, frag, self.ttl, self.protocol,
-                              0, self.src.packed, self.dst.packed)
+            fields = [0x40 | header_len >> 2, self.dscp << 2 | self.ecn, header_len + payload_len,
+                      self.ident, frag, self.ttl, self.protocol, 0, src.packed, dst.packed]
+            header = _HEADER.pack(*fields) + options
+            fields[7] = checksum(header)
+            return _HEADER.pack(*fields) + options
         except struct.error as exc:
             raise ValueError(f"IPv4: field out of range: {exc}") from None
-        if options:
-            buffer[offset + HEADER_LEN:offset + header_len] = options
-        header = memoryview(buffer)[offset:offset + header_len]
-        _U16.pack_into(buffer, offset + 10, checksum(header))
-        return header_len
+
+    def emit_into(self, buffer: bytearray | memoryview, offset: int, payload_len: int) -> int:
+        """Write the header for a payload of ``payload_len`` bytes; return its length."""
+        header = self.header_bytes(payload_len)
+        if offset + len(header) > len(buffer):
+            raise ValueError("IPv4: buffer too small for the header")
+        buffer[offset:offset + len(header)] = header
+        return len(header)
 
     def emit(self, payload=b"") -> bytes:
-        buffer = bytearray(self.header_len + len(payload))
-        n = self.emit_into(buffer, 0, len(payload))
-        buffer[n:] = payload
-        return bytes(buffer)
+        return self.header_bytes(len(payload)) + payload
+
+
+# Parsers build one of these per packet: the fast path of Ipv4Repr(...).
+_build_ipv4 = fast_constructor(Ipv4Repr)

@@ -15,6 +15,7 @@ from ipaddress import IPv6Address
 
 from ._addresses import ipv6_from_bytes
 from ._buffer import byte_view
+from ._fast_init import fast_constructor, faster_init
 from .errors import MalformedPacket
 
 HEADER_LEN = 40
@@ -154,6 +155,7 @@ class Ipv6Packet:
         return self.buffer[self.payload_offset:self.end]
 
 
+@faster_init
 @dataclass(frozen=True, slots=True)
 class Ipv6Repr:
     """An IPv6 header with its extension headers, without the payload length.
@@ -193,7 +195,7 @@ class Ipv6Repr:
         word, _, _, hop_limit, src, dst = _HEADER.unpack_from(buf)
         extensions = tuple(Ipv6ExtensionHeader(kind, bytes(buf[offset + 2:offset + size]))
                            for kind, offset, size in packet.extension_offsets)
-        return cls(ipv6_from_bytes(src), ipv6_from_bytes(dst), packet.protocol, hop_limit,
+        return _build_ipv6(ipv6_from_bytes(src), ipv6_from_bytes(dst), packet.protocol, hop_limit,
                    (word >> 20) & 0xFF, word & 0xFFFFF, extensions)
 
     @property
@@ -255,3 +257,7 @@ class Ipv6Repr:
         n = self.emit_into(buffer, 0, len(payload))
         buffer[n:] = payload
         return bytes(buffer)
+
+
+# Parsers build one of these per packet: the fast path of Ipv6Repr(...).
+_build_ipv6 = fast_constructor(Ipv6Repr)

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
 from ._buffer import byte_view
-from .checksum import transport_checksum, transport_checksum_ok
+from ._fast_init import fast_constructor, faster_init
+from .checksum import (checksum, partial_sum, pseudo_header_sum, transport_checksum,
+                       transport_checksum_ok)
 from .errors import MalformedPacket
 
 PROTOCOL = 6
@@ -24,6 +26,7 @@ MAX_OPTIONS_LEN = 40
 _HEADER = struct.Struct("!HHIIBBHHH")
 _U16 = struct.Struct("!H")
 _TIMESTAMP = struct.Struct("!II")
+_NOP_NOP_TIMESTAMP = b"\x01\x01\x08\x0a"
 
 OPT_EOL = 0
 OPT_NOP = 1
@@ -152,6 +155,7 @@ def _parse_options(opts: memoryview):
     return mss, window_scale, sack_permitted, sack_blocks, timestamp
 
 
+@faster_init
 @dataclass(frozen=True, slots=True)
 class TcpRepr:
     """A TCP segment, header fields decoded.
@@ -190,14 +194,20 @@ class TcpRepr:
             raise MalformedPacket("TCP: bad checksum")
         src_port, dst_port, seq, ack, _, flags, window, _, urgent = _HEADER.unpack_from(buf)
         header_len = packet.header_len
-        if header_len > HEADER_LEN:
+        if header_len == HEADER_LEN + 12 and buf[HEADER_LEN:HEADER_LEN + 4] == _NOP_NOP_TIMESTAMP:
+            # The options of nearly every segment of a connection with timestamps.
+            mss = window_scale = None
+            sack_permitted = False
+            sack_blocks = ()
+            timestamp = _TIMESTAMP.unpack_from(buf, HEADER_LEN + 4)
+        elif header_len > HEADER_LEN:
             mss, window_scale, sack_permitted, sack_blocks, timestamp = _parse_options(
                 buf[HEADER_LEN:header_len])
         else:
             mss = window_scale = timestamp = None
             sack_permitted = False
             sack_blocks = ()
-        return cls(src_port, dst_port, seq, ack, _FLAGS[flags], window, urgent, mss,
+        return _build_tcp(src_port, dst_port, seq, ack, _FLAGS[flags], window, urgent, mss,
                    window_scale, sack_permitted, sack_blocks, timestamp, bytes(buf[header_len:]))
 
     @property
@@ -229,6 +239,12 @@ class TcpRepr:
     def _options(self) -> bytes:
         # The layout Linux writes: MSS, SACK-permitted/timestamps, window scale,
         # SACK blocks, each padded with NOPs to a 4-byte boundary.
+        if self.mss is None and self.window_scale is None and not self.sack_permitted \
+                and not self.sack_blocks:
+            # the common cases: no options, or timestamps alone
+            if self.timestamp is None:
+                return b""
+            return _NOP_NOP_TIMESTAMP + _TIMESTAMP.pack(*self.timestamp)
         parts = []
         if self.mss is not None:
             parts.append(struct.pack("!BBH", OPT_MSS, 4, self.mss))
@@ -275,6 +291,19 @@ class TcpRepr:
 
     def emit(self, src: IPv4Address | IPv6Address, dst: IPv4Address | IPv6Address) -> bytes:
         """The whole segment with its checksum over the pseudo-header of ``src``/``dst``."""
-        buffer = bytearray(self.header_len + len(self.payload))
-        self.emit_into(buffer, 0, src, dst)
-        return bytes(buffer)
+        options = self._options()
+        payload = self.payload
+        try:
+            head = _HEADER.pack(self.src_port, self.dst_port, self.seq, self.ack,
+                                (HEADER_LEN + len(options)) << 2, self.flags, self.window, 0,
+                                self.urgent) + options
+        except struct.error as exc:
+            raise ValueError(f"TCP: field out of range: {exc}") from None
+        # The header's length is a multiple of 4, so its sum chains into the payload's.
+        pseudo = pseudo_header_sum(src, dst, PROTOCOL, len(head) + len(payload))
+        value = checksum(payload, partial_sum(head, pseudo))
+        return b"".join((head[:16], _U16.pack(value), head[18:], payload))
+
+
+# Parsers build one of these per packet: the fast path of TcpRepr(...).
+_build_tcp = fast_constructor(TcpRepr)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
 from ._buffer import byte_view
+from ._fast_init import fast_constructor, faster_init
 from .checksum import transport_checksum, transport_checksum_ok
 from .errors import MalformedPacket
 
@@ -45,6 +46,7 @@ class UdpPacket:
         return self.buffer[HEADER_LEN:self.length]
 
 
+@faster_init
 @dataclass(frozen=True, slots=True)
 class UdpRepr:
     src_port: int
@@ -68,7 +70,7 @@ class UdpRepr:
                     raise MalformedPacket("UDP: zero checksum over IPv6")
             elif not transport_checksum_ok(src, dst, PROTOCOL, buf[:length]):
                 raise MalformedPacket("UDP: bad checksum")
-        return cls(src_port, dst_port, bytes(buf[HEADER_LEN:length]))
+        return _build_udp(src_port, dst_port, bytes(buf[HEADER_LEN:length]))
 
     @property
     def header_len(self) -> int:
@@ -95,3 +97,7 @@ class UdpRepr:
         buffer = bytearray(HEADER_LEN + len(self.payload))
         self.emit_into(buffer, 0, src, dst)
         return bytes(buffer)
+
+
+# Parsers build one of these per packet: the fast path of UdpRepr(...).
+_build_udp = fast_constructor(UdpRepr)
