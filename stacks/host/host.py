@@ -471,7 +471,7 @@ class Host:
                 return
             self.counters["echo_replies_sent"] += 1
             reply = Icmpv4Repr.echo_reply(icmp.ident, icmp.seq, icmp.data)
-            self._send_packet(ip.dst, ip.src, ICMPV4, reply.emit(), now)
+            self._send_reply(ip.dst, ip.src, ICMPV4, reply.emit(), now)
         elif icmp.type == Icmpv4Type.DEST_UNREACHABLE:
             if icmp.code == DestUnreachable.FRAGMENTATION_NEEDED:
                 self._icmp_error(IcmpErrorKind.FRAG_NEEDED, icmp, ip.src, icmp.next_hop_mtu, now)
@@ -502,7 +502,7 @@ class Host:
             else:
                 self.counters["echo_replies_sent"] += 1
                 reply = Icmpv6Repr.echo_reply(icmp.ident, icmp.seq, icmp.data)
-                self._send_packet(ip.dst, ip.src, ICMPV6, reply.emit(ip.dst, ip.src), now)
+                self._send_reply(ip.dst, ip.src, ICMPV6, reply.emit(ip.dst, ip.src), now)
         elif kind == Icmpv6Type.PACKET_TOO_BIG:
             self._icmp_error(IcmpErrorKind.PACKET_TOO_BIG, icmp, ip.src, icmp.mtu, now)
         elif kind == Icmpv6Type.DEST_UNREACHABLE:
@@ -567,6 +567,20 @@ class Host:
             header = _IPV6_HEADER.pack(0x60000000, len(payload), proto, 64, src.packed, dst.packed)
             offset = IPV6_HEADER
         self._output(src, dst, proto, b"".join((header, payload)), offset, now)
+
+    def _send_reply(self, src: IPAddress, dst: IPAddress, proto: int, payload: bytes,
+                    now: float) -> None:
+        """An answer of the host's own (echo reply): as big as the request was,
+        so it is fragmented when it has to be."""
+        mtu = self.path_mtu(dst)
+        header = IPV4_HEADER if src.version == 4 else IPV6_HEADER
+        try:
+            if header + len(payload) > mtu:
+                self._send_fragments(src, dst, proto, payload, mtu, now)
+            else:
+                self._send_packet(src, dst, proto, payload, now)
+        except NoRoute:
+            pass  # counted in _output
 
     def _send_fragments(self, src: IPAddress, dst: IPAddress, proto: int, payload: bytes,
                         mtu: int, now: float) -> None:

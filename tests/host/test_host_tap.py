@@ -62,6 +62,17 @@ async def test_linux_pings_the_user_host_and_learns_its_mac(address):
         assert host.counters[key] >= 1
 
 
+@pytest.mark.parametrize("address", ["10.31.0.2", "fd00:31::2"])
+@trio_test
+async def test_large_pings_are_reassembled_and_answered_in_fragments(address):
+    async with tap_host() as (ns, port, host):
+        done = await in_ns(ns, "ping", "-c", "2", "-i", "0.2", "-W", "2", "-s", "5000", address)
+        assert b"2 received" in done.stdout, done.stdout.decode() + done.stderr.decode()
+        assert host.counters["datagrams_reassembled"] == 2
+        assert host.counters["tx_datagrams_fragmented"] == 2
+        assert port.stats().tx_dropped == 0
+
+
 @pytest.mark.parametrize("kernel_address, local", [("10.31.0.1", "10.31.0.2"), ("fd00:31::1", "::")])
 @trio_test
 async def test_user_udp_client_reaches_a_kernel_server(kernel_address, local):
