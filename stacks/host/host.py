@@ -247,9 +247,11 @@ class Host:
 
     def path_mtu(self, dst: IPAddress) -> int:
         """The largest IP packet (header included) that reaches ``dst`` unfragmented."""
-        learned = self._pmtu.get(dst)
+        learned = self._pmtu.get(dst) if self._pmtu else None
         if learned is not None:
-            return min(learned[0], self.port.mtu)
+            if learned[1] > self._clock():
+                return min(learned[0], self.port.mtu)
+            del self._pmtu[dst]  # RFC 8201 5.3: try the link MTU again after a while
         return self.port.mtu
 
     def wakeup(self) -> None:

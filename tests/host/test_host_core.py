@@ -301,6 +301,8 @@ def test_frag_needed_lowers_the_path_mtu_and_reaches_the_transport():
     assert host.path_mtu(PEER_V4) == 552
     host.handle_frame(ipv4("10.1.0.254", HOST_V4, Icmpv4Repr.dest_unreachable(4, quoted, 9000)), clock.now)
     assert host.path_mtu(PEER_V4) == 552
+    clock.now += 600  # learned path MTUs are forgotten after ten minutes
+    assert host.path_mtu(PEER_V4) == 1500
 
 
 def test_packet_too_big_for_ipv6():
