@@ -149,13 +149,14 @@ configs = st.builds(
 )
 
 
-@settings(max_examples=40)
-@given(loss=st.sampled_from([0.0, 0.01, 0.05, 0.15]),
+@settings(max_examples=80)
+@given(loss=st.sampled_from([0.0, 0.01, 0.05, 0.15, 0.25]),
        duplicate=st.sampled_from([0.0, 0.02, 0.1]),
        reorder=st.sampled_from([0.0, 0.05, 0.3]),
        delay=st.sampled_from([0.001, 0.02]),
        seed=st.integers(0, 2**16),
-       up=st.integers(0, 120_000), down=st.integers(0, 60_000),
+       up=st.integers(0, 3000) | st.integers(30_000, 120_000),
+       down=st.integers(0, 3000) | st.integers(10_000, 60_000),
        read_chunk=st.sampled_from([100, 5000, 1 << 20]),
        config=configs)
 def test_streams_survive_loss_duplication_and_reordering(loss, duplicate, reorder, delay, seed,
