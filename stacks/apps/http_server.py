@@ -31,6 +31,12 @@ _REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method No
             501: b"Not Implemented", 505: b"HTTP Version Not Supported"}
 
 
+def expected_body(size: int) -> bytes:
+    """The body ``GET /bytes/<size>`` answers, for clients that check what they got."""
+    return (_PATTERN * (size // len(_PATTERN) + 1))[:size] if size > len(_PATTERN) \
+        else _PATTERN[:size]
+
+
 class BadRequest(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)

@@ -50,6 +50,11 @@ def expected_body(n: int) -> bytes:
     return (bytes(range(256)) * (n // 256 + 1))[:n]
 
 
+def test_expected_body_helper_matches_the_pattern():
+    for n in (0, 1, 255, 256, 65536, 65792, 65793, 200_001):
+        assert http_server.expected_body(n) == expected_body(n)
+
+
 REQUESTS = [
     b"GET /bytes/100000 HTTP/1.1\r\nHost: x\r\n\r\n",
     b"GET /1024 HTTP/1.1\r\nHost: x\r\n\r\n",
