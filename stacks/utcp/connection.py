@@ -99,6 +99,7 @@ class Connection:
         self._retries = 0
         self._persist_backoff = 0
         self._keepalive_probes = 0
+        self._last_heard = now
         self._last_rto_una: int | None = None
 
         self.rto = RtoEstimator(initial=config.initial_rto, minimum=config.min_rto,
@@ -703,7 +704,11 @@ class Connection:
             return
         limit = self.config.syn_retries if self.state in (State.SYN_SENT, State.SYN_RECEIVED) \
             else self.config.max_retries
-        if self._retries >= limit:
+        # A peer that shrank its window to zero while our data was in flight turns our
+        # retransmissions into window probes: as long as it answers them, it is alive and
+        # the connection must not time out (RFC 9293 3.8.6.1; Linux does the same).
+        probing = self.snd_wnd == 0 and now - self._last_heard <= 2 * self.config.max_rto
+        if self._retries >= limit and not probing:
             self._fail("timeout", "connection timed out")
             return
         self._retries += 1
@@ -737,6 +742,7 @@ class Connection:
         self._keepalive_at = now + self.config.keepalive_interval
 
     def _last_activity(self, now: float) -> None:
+        self._last_heard = now
         self._keepalive_probes = 0
         if self.config.keepalive_idle is not None and self.state in (State.ESTABLISHED,
                                                                       State.CLOSE_WAIT,

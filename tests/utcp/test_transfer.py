@@ -207,6 +207,24 @@ def test_zero_window_probing_does_not_give_up():
     assert conn.state is State.ESTABLISHED
 
 
+def test_retransmissions_into_a_shrunk_zero_window_do_not_time_out_while_answered():
+    conn = established(plain_config(max_retries=2))
+    send_data(conn, bytes(3000), 0.0)
+    conn.receive(remote(1, 1001, window=0), 0.1)    # took 1000, then shrank to nothing
+    now = 0.1
+    for _ in range(8):
+        now = conn.poll_at()
+        conn.on_timer(now)
+        assert payloads(sent(conn, now)) == [(1001, 1000)]
+        conn.receive(remote(1, 1001, window=0), now)   # still alive, still full
+    assert conn.state is State.ESTABLISHED
+    for _ in range(3):                                  # now it goes silent
+        now = conn.poll_at()
+        conn.on_timer(now)
+        sent(conn, now)
+    assert conn.state is State.CLOSED and conn.error.reason == "timeout"
+
+
 def test_keepalive_probes_and_timeout():
     conn = established(plain_config(keepalive_idle=10.0, keepalive_interval=1.0,
                                     keepalive_count=3))
