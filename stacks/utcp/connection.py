@@ -707,7 +707,8 @@ class Connection:
         # A peer that shrank its window to zero while our data was in flight turns our
         # retransmissions into window probes: as long as it answers them, it is alive and
         # the connection must not time out (RFC 9293 3.8.6.1; Linux does the same).
-        probing = self.snd_wnd == 0 and now - self._last_heard <= 2 * self.config.max_rto
+        probing = self.state in SYNCHRONIZED and self.snd_wnd == 0 \
+            and now - self._last_heard <= 2 * self.config.max_rto
         if self._retries >= limit and not probing:
             self._fail("timeout", "connection timed out")
             return
