@@ -135,7 +135,8 @@ class EthernetRepr:
             dst, src, _, tci, ethertype = _VLAN_HEADER.unpack_from(buf)
             vlan = VlanTag(tci & 0xFFF, tci >> 13, bool(tci & 0x1000))
         # struct gave exactly 6 bytes each: skip MacAddress's own length check
-        return (_build_ethernet(_new_bytes(MacAddress, dst), _new_bytes(MacAddress, src), ethertype, vlan),
+        return (_build_ethernet(_new_bytes(MacAddress, dst), _new_bytes(MacAddress, src),
+                                ethertype, vlan),
                 buf[frame.header_len:])
 
     @property

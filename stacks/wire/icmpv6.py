@@ -166,7 +166,7 @@ class Icmpv6Repr:
         word = _HEADER.unpack_from(buf)[3]  # the view checked these types have 8 bytes
         if kind in _ECHO_TYPES:
             return _build_icmpv6(kind, code, ident=word >> 16, seq=word & 0xFFFF,
-                       data=bytes(buf[HEADER_LEN:]))
+                                 data=bytes(buf[HEADER_LEN:]))
         if kind == Icmpv6Type.PACKET_TOO_BIG:
             return _build_icmpv6(kind, code, mtu=word, data=bytes(buf[HEADER_LEN:]))
         if kind == Icmpv6Type.PARAMETER_PROBLEM:
@@ -177,8 +177,8 @@ class Icmpv6Repr:
         target = IPv6Address(bytes(buf[8:24]))
         source_ll, target_ll = _parse_nd_options(buf[ND_HEADER_LEN:])
         flags = word & 0xE0000000 if kind == Icmpv6Type.NEIGHBOR_ADVERT else 0
-        return _build_icmpv6(kind, code, target=target, nd_flags=flags, source_lladdr=source_ll,
-                   target_lladdr=target_ll)
+        return _build_icmpv6(kind, code, target=target, nd_flags=flags,
+                             source_lladdr=source_ll, target_lladdr=target_ll)
 
     @property
     def is_error(self) -> bool:

@@ -162,8 +162,9 @@ class Ipv4Repr:
             check_options(options)
         else:
             options = b""
-        return _build_ipv4(ipv4_from_bytes(src), ipv4_from_bytes(dst), protocol, ttl, tos >> 2, tos & 3, ident,
-                   bool(frag & FLAG_DF), bool(frag & FLAG_MF), (frag & OFFSET_MASK) * 8, options)
+        return _build_ipv4(ipv4_from_bytes(src), ipv4_from_bytes(dst), protocol, ttl, tos >> 2,
+                           tos & 3, ident, bool(frag & FLAG_DF), bool(frag & FLAG_MF),
+                           (frag & OFFSET_MASK) * 8, options)
 
     @property
     def header_len(self) -> int:

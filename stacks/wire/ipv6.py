@@ -195,8 +195,8 @@ class Ipv6Repr:
         word, _, _, hop_limit, src, dst = _HEADER.unpack_from(buf)
         extensions = tuple(Ipv6ExtensionHeader(kind, bytes(buf[offset + 2:offset + size]))
                            for kind, offset, size in packet.extension_offsets)
-        return _build_ipv6(ipv6_from_bytes(src), ipv6_from_bytes(dst), packet.protocol, hop_limit,
-                   (word >> 20) & 0xFF, word & 0xFFFFF, extensions)
+        return _build_ipv6(ipv6_from_bytes(src), ipv6_from_bytes(dst), packet.protocol,
+                           hop_limit, (word >> 20) & 0xFF, word & 0xFFFFF, extensions)
 
     @property
     def next_header(self) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from .errors import MalformedPacket
 from .ipv4 import Ipv4Repr
 from .ipv6 import Ipv6Repr
 
@@ -43,13 +42,13 @@ class QuotedPacket:
 
 
 def parse_quoted_v4(data) -> QuotedPacket:
+    """The quote of an ICMP error (MalformedPacket if it is not the start of IPv4)."""
     ip, payload = Ipv4Repr.parse_truncated(data)
     return QuotedPacket(ip, bytes(payload))
 
 
 def parse_quoted_v6(data) -> QuotedPacket:
+    """The quote of an ICMPv6 error (MalformedPacket if it is not the start of IPv6)."""
     ip, payload = Ipv6Repr.parse_truncated(data)
     return QuotedPacket(ip, bytes(payload))
 
-
-__all__ = ["QuotedPacket", "parse_quoted_v4", "parse_quoted_v6", "MalformedPacket"]

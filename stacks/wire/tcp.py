@@ -208,7 +208,8 @@ class TcpRepr:
             sack_permitted = False
             sack_blocks = ()
         return _build_tcp(src_port, dst_port, seq, ack, _FLAGS[flags], window, urgent, mss,
-                   window_scale, sack_permitted, sack_blocks, timestamp, bytes(buf[header_len:]))
+                          window_scale, sack_permitted, sack_blocks, timestamp,
+                          bytes(buf[header_len:]))
 
     @property
     def options_len(self) -> int:
@@ -234,7 +235,8 @@ class TcpRepr:
     def segment_len(self) -> int:
         """Sequence space the segment consumes: payload plus one each for SYN and FIN."""
         flags = self.flags
-        return len(self.payload) + (1 if flags & TcpFlags.SYN else 0) + (1 if flags & TcpFlags.FIN else 0)
+        return len(self.payload) + (1 if flags & TcpFlags.SYN else 0) \
+            + (1 if flags & TcpFlags.FIN else 0)
 
     def _options(self) -> bytes:
         # The layout Linux writes: MSS, SACK-permitted/timestamps, window scale,
@@ -291,9 +293,9 @@ class TcpRepr:
 
     def emit(self, src: IPv4Address | IPv6Address, dst: IPv4Address | IPv6Address) -> bytes:
         """The whole segment with its checksum over the pseudo-header of ``src``/``dst``."""
-        options = self._options()
         payload = self.payload
         try:
+            options = self._options()
             head = _HEADER.pack(self.src_port, self.dst_port, self.seq, self.ack,
                                 (HEADER_LEN + len(options)) << 2, self.flags, self.window, 0,
                                 self.urgent) + options

@@ -33,7 +33,8 @@ class UdpPacket:
         if length < HEADER_LEN:
             raise MalformedPacket(f"UDP: length field {length} is below 8")
         if length > len(buf):
-            raise MalformedPacket(f"UDP: length field {length} is beyond the {len(buf)}-byte buffer")
+            raise MalformedPacket(
+                f"UDP: length field {length} is beyond the {len(buf)}-byte buffer")
         self.buffer = buf
         self.length = length
 

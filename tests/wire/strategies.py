@@ -85,8 +85,9 @@ def ipv6_extension_headers(draw, fragments=True):
         elif kind == ipv6.ROUTING:
             # type 0: routing type, segments left, reserved, then addresses
             addresses = draw(st.lists(ipv6_addresses, max_size=2))
-            headers.append(Ipv6ExtensionHeader(kind, bytes((0, draw(st.integers(0, len(addresses)))))
-                                               + bytes(4) + b"".join(a.packed for a in addresses)))
+            segments_left = draw(st.integers(0, len(addresses)))
+            headers.append(Ipv6ExtensionHeader(kind, bytes((0, segments_left)) + bytes(4)
+                                               + b"".join(a.packed for a in addresses)))
         else:
             # one option (PadN or an experimental type) filling the body
             size = 6 + 8 * draw(st.integers(0, 2))

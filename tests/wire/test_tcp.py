@@ -101,8 +101,13 @@ def test_bad_header_lengths_are_malformed(offset_byte, length, message):
 
 def test_emit_rejects_what_cannot_be_encoded():
     base = dict(src_port=1, dst_port=2, seq=0, ack=0, flags=TcpFlags.ACK, window=0)
-    with pytest.raises(ValueError, match="out of range"):
-        TcpRepr(**{**base, "src_port": 70000}).emit(SRC4, DST4)
+    for field, value in [("src_port", 70000), ("seq", 2**32), ("mss", 65536),
+                         ("window_scale", 256), ("timestamp", (2**32, 0)), ("timestamp", (1,)),
+                         ("sack_blocks", ((1, 2**32),))]:
+        with pytest.raises(ValueError, match="out of range"):
+            TcpRepr(**{**base, field: value}).emit(SRC4, DST4)
+        with pytest.raises(ValueError, match="out of range"):
+            TcpRepr(**{**base, field: value}).emit_into(bytearray(100), 0, SRC4, DST4)
     with pytest.raises(ValueError, match="at most 40"):
         TcpRepr(**base, timestamp=(1, 2), sack_blocks=((1, 2),) * 4).emit(SRC4, DST4)
     with pytest.raises(ValueError, match="at most 4"):
