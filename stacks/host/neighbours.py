@@ -104,7 +104,9 @@ class OwnNeighbours:
         host = self._host
         for_us = arp.target_ip in host.ipv4_addresses
         # RFC 826: refresh a known sender always; add it when the packet is for us.
-        if arp.sender_ip in self._cache or arp.sender_ip in self._pending or for_us:
+        if arp.sender_ip.is_unspecified:  # an RFC 5227 probe: nothing to learn
+            host.count("arp_probes_seen")
+        elif arp.sender_ip in self._cache or arp.sender_ip in self._pending or for_us:
             self._learn(arp.sender_ip, arp.sender_mac, now)
         elif not for_us:
             host.count("arp_not_for_us")

@@ -401,3 +401,11 @@ def test_expired_entry_is_used_while_it_is_confirmed_again():
         clock.now = host.poll_at()
         host.run_timers(clock.now)
     assert PEER_V4 not in host.neighbours.entries()
+
+
+def test_address_conflict_probe_is_answered_but_not_learned():
+    host, clock = make_host()
+    host.handle_frame(arp(ArpOp.REQUEST, PEER_MAC, "0.0.0.0", ZERO_MAC, HOST_V4), clock.now)
+    (reply,) = output(host)
+    assert reply.network.operation == ArpOp.REPLY and reply.ethernet.dst == PEER_MAC
+    assert IPv4Address("0.0.0.0") not in host.neighbours.entries()
