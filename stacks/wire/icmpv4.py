@@ -46,6 +46,13 @@ _ERRORS = frozenset({Icmpv4Type.DEST_UNREACHABLE, Icmpv4Type.TIME_EXCEEDED,
                      Icmpv4Type.PARAMETER_PROBLEM})
 
 
+# The fields besides ``data`` that each type carries in its second word.
+_FIELDS_BY_TYPE = {
+    Icmpv4Type.ECHO_REPLY: ("ident", "seq"), Icmpv4Type.ECHO_REQUEST: ("ident", "seq"),
+    Icmpv4Type.DEST_UNREACHABLE: ("next_hop_mtu",), Icmpv4Type.PARAMETER_PROBLEM: ("pointer",),
+}
+
+
 class Icmpv4Packet:
     """Length-checked view: 4 bytes for any type, 8 for echo and error types."""
 
@@ -134,7 +141,16 @@ class Icmpv4Repr:
         """Bytes :meth:`emit` writes."""
         return self.header_len + len(self.data)
 
+    def _check_unused_fields(self) -> None:
+        # A field the type does not carry would be silently lost on the wire.
+        kind = self.type
+        used = _FIELDS_BY_TYPE.get(kind, ())
+        for name in ("ident", "seq", "next_hop_mtu", "pointer"):
+            if name not in used and getattr(self, name):
+                raise ValueError(f"ICMP: type {kind} carries no {name}, got {getattr(self, name)}")
+
     def emit_into(self, buffer: bytearray | memoryview, offset: int = 0) -> int:
+        self._check_unused_fields()
         kind = self.type
         try:
             if kind in _ECHO:

@@ -54,6 +54,16 @@ _ERRORS = frozenset({Icmpv6Type.DEST_UNREACHABLE, Icmpv6Type.PACKET_TOO_BIG,
 _ND = frozenset({Icmpv6Type.NEIGHBOR_SOLICIT, Icmpv6Type.NEIGHBOR_ADVERT})
 
 
+_ND_FIELDS = ("target", "source_lladdr", "target_lladdr")
+# The fields each type carries; any other type carries only ``data``.
+_FIELDS_BY_TYPE = {
+    Icmpv6Type.ECHO_REQUEST: ("ident", "seq", "data"),
+    Icmpv6Type.ECHO_REPLY: ("ident", "seq", "data"),
+    Icmpv6Type.PACKET_TOO_BIG: ("mtu", "data"), Icmpv6Type.PARAMETER_PROBLEM: ("pointer", "data"),
+    Icmpv6Type.NEIGHBOR_SOLICIT: _ND_FIELDS, Icmpv6Type.NEIGHBOR_ADVERT: _ND_FIELDS + ("nd_flags",),
+}
+
+
 class Icmpv6Packet:
     """Length-checked view: 4 bytes for any type, 8 for echo and errors,
     24 for neighbour solicitation/advertisement."""
@@ -191,9 +201,16 @@ class Icmpv6Repr:
             raise ValueError(f"ICMPv6: type {self.type} is not an error message")
         return parse_quoted_v6(self.data)
 
-    def _body(self) -> tuple[int, bytes]:
+    def _body(self) -> tuple[int | None, bytes]:
         """The 32-bit word after the checksum (or None) and the bytes after it."""
         kind = self.type
+        # A field the type does not carry would be silently lost on the wire.
+        used = _FIELDS_BY_TYPE.get(kind, ("data",))
+        for name in ("ident", "seq", "mtu", "pointer", "target", "nd_flags", "source_lladdr",
+                     "target_lladdr", "data"):
+            value = getattr(self, name)
+            if name not in used and value:
+                raise ValueError(f"ICMPv6: type {kind} carries no {name}, got {value!r}")
         if kind in _ECHO_TYPES:
             if not (0 <= self.ident < 65536 and 0 <= self.seq < 65536):
                 raise ValueError("ICMPv6: echo identifier or sequence out of range")

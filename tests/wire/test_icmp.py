@@ -147,3 +147,25 @@ def test_icmpv6_emit_refuses_what_it_cannot_encode():
         Icmpv6Repr.echo_request(65536, 0).emit(SRC6, DST6)
     with pytest.raises(ValueError, match="6 bytes"):
         Icmpv6Repr.neighbor_solicit(DST6, b"\0" * 5).emit(SRC6, DST6)
+
+
+@pytest.mark.parametrize("message, missing", [
+    (Icmpv4Repr(Icmpv4Type.ECHO_REQUEST, 0, next_hop_mtu=1400), "no next_hop_mtu"),
+    (Icmpv4Repr(Icmpv4Type.TIME_EXCEEDED, 0, ident=3), "no ident"),
+    (Icmpv4Repr(13, 0, pointer=1), "no pointer"),
+])
+def test_icmp_emit_refuses_fields_its_type_does_not_carry(message, missing):
+    with pytest.raises(ValueError, match=missing):
+        message.emit()
+
+
+@pytest.mark.parametrize("message, missing", [
+    (Icmpv6Repr(Icmpv6Type.ECHO_REQUEST, 0, mtu=1280), "no mtu"),
+    (Icmpv6Repr(Icmpv6Type.NEIGHBOR_SOLICIT, 0, target=SRC6, nd_flags=NA_SOLICITED),
+     "no nd_flags"),
+    (Icmpv6Repr(Icmpv6Type.NEIGHBOR_ADVERT, 0, target=SRC6, data=b"x"), "no data"),
+    (Icmpv6Repr(Icmpv6Type.PACKET_TOO_BIG, 0, target=SRC6), "no target"),
+])
+def test_icmpv6_emit_refuses_fields_its_type_does_not_carry(message, missing):
+    with pytest.raises(ValueError, match=missing):
+        message.emit(SRC6, DST6)
