@@ -78,6 +78,7 @@ class TcpLayer:
         self._lots: dict[Connection, trio.lowlevel.ParkingLot] = {}
         self._listener_lots: dict[Listener, trio.lowlevel.ParkingLot] = {}
         self._orphans: dict[Connection, float] = {}
+        self._promised: float | None = None
         host.attach(PROTOCOL, self)
 
     @classmethod
@@ -120,6 +121,11 @@ class TcpLayer:
         self._flush(now)
 
     def poll_at(self) -> float | None:
+        deadline = self._deadline()
+        self._promised = deadline        # what the host's runtime now sleeps until
+        return deadline
+
+    def _deadline(self) -> float | None:
         deadline = self.endpoint.poll_at()
         if self._orphans:
             orphan = min(self._orphans.values())
@@ -166,7 +172,11 @@ class TcpLayer:
         if conn is not None:
             self.endpoint.touch(conn)
         self._flush(trio.current_time())
-        self.host.wakeup()
+        # Segments just queued wake the runtime by themselves (Host.send_ip); it needs a
+        # wakeup of ours only when a deadline came earlier than the one it sleeps until.
+        deadline = self._deadline()
+        if deadline is not None and (self._promised is None or deadline < self._promised):
+            self.host.wakeup()
 
     def lot(self, conn: Connection) -> trio.lowlevel.ParkingLot:
         return self._lots.setdefault(conn, trio.lowlevel.ParkingLot())
@@ -191,13 +201,17 @@ class TcpLayer:
         self._listener_lots[listener] = trio.lowlevel.ParkingLot()
         return UtcpListener(self, listener)
 
-    async def connect(self, address, port: int, *, source=None,
+    async def connect(self, address, port: int, *, source=None, local_port: int | None = None,
                       config: TcpConfig | None = None) -> "UtcpStream":
         remote = ip_address(address)
         local = ip_address(source) if source is not None else self.host.source_address_for(remote)
         if local is None:
             raise OSError(errno.EADDRNOTAVAIL, f"no IPv{remote.version} address to connect from")
-        conn = self.endpoint.connect(local, remote, port, trio.current_time(), config=config)
+        try:
+            conn = self.endpoint.connect(local, remote, port, trio.current_time(),
+                                         local_port=local_port, config=config)
+        except LocalProtocolError as exc:
+            raise OSError(errno.EADDRINUSE, str(exc)) from None
         stream = UtcpStream(self, conn)
         try:
             while conn.state is State.SYN_SENT or conn.state is State.SYN_RECEIVED:
@@ -380,6 +394,12 @@ async def open_tcp_listener(host: Host, address, port: int, *, backlog: int = 12
 
 
 async def open_tcp_stream(host: Host, address, port: int, *, source=None,
+                          local_port: int | None = None,
                           config: TcpConfig | None = None) -> UtcpStream:
-    """Connect to (address, port); raises OSError (ECONNREFUSED, ETIMEDOUT, ...) on failure."""
-    return await TcpLayer.of(host).connect(address, port, source=source, config=config)
+    """Connect to (address, port); raises OSError (ECONNREFUSED, ETIMEDOUT, ...) on failure.
+
+    ``local_port`` None picks an ephemeral port; a port that shares the NIC
+    with the OS stack (the kernel module) must use one it registered.
+    """
+    return await TcpLayer.of(host).connect(address, port, source=source, local_port=local_port,
+                                           config=config)
