@@ -160,10 +160,9 @@ class EthernetRepr:
             raise ValueError(f"Ethernet: cannot encode header: {exc}") from None
 
     def emit(self, payload=b"") -> bytes:
-        buffer = bytearray(self.header_len + len(payload))
-        n = self.emit_into(buffer)
-        buffer[n:] = payload
-        return bytes(buffer)
+        header = bytearray(self.header_len)
+        self.emit_into(header)
+        return bytes(header) + payload
 
 
 # Parsers build one of these per packet: the fast path of EthernetRepr(...).

@@ -8,13 +8,15 @@ from ipaddress import IPv4Address, IPv6Address
 
 from ._buffer import byte_view
 from ._fast_init import fast_constructor, faster_init
-from .checksum import transport_checksum, transport_checksum_ok
+from .checksum import (checksum, partial_sum, pseudo_header_sum, transport_checksum,
+                       transport_checksum_ok)
 from .errors import MalformedPacket
 
 PROTOCOL = 17
 HEADER_LEN = 8
 
 _HEADER = struct.Struct("!HHHH")
+_U16 = struct.Struct("!H")
 
 
 class UdpPacket:
@@ -64,9 +66,9 @@ class UdpRepr:
         """
         packet = UdpPacket(data)
         buf = packet.buffer
-        src_port, dst_port, length, checksum = _HEADER.unpack_from(buf)
+        src_port, dst_port, length, wire_checksum = _HEADER.unpack_from(buf)
         if verify_checksum:
-            if checksum == 0:
+            if wire_checksum == 0:
                 if src.version == 6:
                     raise MalformedPacket("UDP: zero checksum over IPv6")
             elif not transport_checksum_ok(src, dst, PROTOCOL, buf[:length]):
@@ -89,15 +91,23 @@ class UdpRepr:
         except struct.error as exc:
             raise ValueError(f"UDP: field out of range: {exc}") from None
         buffer[offset + HEADER_LEN:end] = self.payload
-        checksum = transport_checksum(src, dst, PROTOCOL, memoryview(buffer)[offset:end])
+        value = transport_checksum(src, dst, PROTOCOL, memoryview(buffer)[offset:end])
         # A computed zero is sent as all ones: zero on the wire means "no checksum".
-        struct.pack_into("!H", buffer, offset + 6, checksum or 0xFFFF)
+        _U16.pack_into(buffer, offset + 6, value or 0xFFFF)
         return length
 
     def emit(self, src: IPv4Address | IPv6Address, dst: IPv4Address | IPv6Address) -> bytes:
-        buffer = bytearray(HEADER_LEN + len(self.payload))
-        self.emit_into(buffer, 0, src, dst)
-        return bytes(buffer)
+        """The whole datagram with its checksum over the pseudo-header of ``src``/``dst``."""
+        payload = self.payload
+        length = HEADER_LEN + len(payload)
+        try:
+            header = _HEADER.pack(self.src_port, self.dst_port, length, 0)
+        except struct.error as exc:
+            raise ValueError(f"UDP: field out of range: {exc}") from None
+        value = checksum(payload, partial_sum(header, pseudo_header_sum(src, dst, PROTOCOL,
+                                                                        length)))
+        # A computed zero is sent as all ones: zero on the wire means "no checksum".
+        return header[:6] + _U16.pack(value or 0xFFFF) + payload
 
 
 # Parsers build one of these per packet: the fast path of UdpRepr(...).
