@@ -259,3 +259,17 @@ async def test_listener_errors_and_port_zero():
         with pytest.raises(OSError) as exc:
             await open_tcp_stream(client, "192.168.99.1", 80)     # no route, no gateway
         assert exc.value.errno == errno.EHOSTUNREACH
+
+
+async def test_connect_from_a_chosen_local_port():
+    async with two_hosts() as (client, server):
+        listener = await open_tcp_listener(server, SERVER_ADDR, 5006)
+        stream = await open_tcp_stream(client, SERVER_ADDR, 5006, local_port=40000)
+        assert stream.local_address[1] == 40000
+        accepted = await listener.accept()
+        assert accepted.remote_address[1] == 40000
+        with pytest.raises(OSError) as exc:                  # the same 4-tuple again
+            await open_tcp_stream(client, SERVER_ADDR, 5006, local_port=40000)
+        assert exc.value.errno == errno.EADDRINUSE
+        await stream.aclose()
+        await accepted.aclose()
