@@ -15,7 +15,7 @@ pytestmark = pytest.mark.netns
 
 def test_demo_shows_the_echo_exchange_and_cleans_up():
     before = set(list_netns())
-    done = subprocess.run([str(ROOT / "scripts" / "demo"), "--count", "2"], cwd=ROOT,
+    done = subprocess.run([str(ROOT / "scripts" / "demo"), "--backend", "tap", "--count", "2"], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
@@ -44,7 +44,7 @@ def test_demo_shows_the_echo_exchange_and_cleans_up():
 
 
 def test_demo_refuses_a_bad_argument():
-    done = subprocess.run([str(ROOT / "scripts" / "demo"), "--count", "0"], cwd=ROOT,
+    done = subprocess.run([str(ROOT / "scripts" / "demo"), "--backend", "tap", "--count", "0"], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 2
     assert "--count must be at least 1" in done.stderr
@@ -52,7 +52,7 @@ def test_demo_refuses_a_bad_argument():
 
 def test_demo_capture_holds_the_exchange(tmp_path):
     capture = tmp_path / "demo.pcap"
-    done = subprocess.run([str(ROOT / "scripts" / "demo"), "--count", "1", "--pcap", str(capture)],
+    done = subprocess.run([str(ROOT / "scripts" / "demo"), "--backend", "tap", "--count", "1", "--pcap", str(capture)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     from scapy.layers.inet import IP, TCP, UDP
