@@ -515,9 +515,11 @@ class KernelPort(Port):
         self._release_views()
         # Give back what the previous batch held.
         lib.ms_kmod_ring_set_head(self._base, self._rx_ofs, self._rx_cur)
-        if lib.ms_kmod_ring_avail(self._base, self._rx_ofs) == 0:
-            self._ioctl(lib.MS_IOC_RXSYNC, None, "rx sync")
         max_frames = max(0, min(max_frames, self.rx_slots))
+        # Sync (hand freed slots back, fetch new frames) unless a whole
+        # batch is already waiting.
+        if lib.ms_kmod_ring_avail(self._base, self._rx_ofs) < max(max_frames, 1):
+            self._ioctl(lib.MS_IOC_RXSYNC, None, "rx sync")
         n = lib.ms_kmod_rx_collect(self._base, self.mem_size, self._rx_ofs, max_frames,
                                    self._offs, self._lens)
         if not n:
@@ -549,8 +551,15 @@ class KernelPort(Port):
         return queued
 
     def sync(self) -> None:
+        """Send the queued frames (one ioctl) and reclaim the TX ring.
+
+        While the interface is down the module consumes the slots and counts
+        them as ``tx_error``, like a NIC without carrier: no exception.
+        """
         self._check_open()
-        self._ioctl(lib.MS_IOC_TXSYNC, None, "tx sync")
+        err = lib.ms_kmod_ioctl(self._fd, lib.MS_IOC_TXSYNC, ffi.NULL)
+        if err and err != -E.ENETDOWN:
+            raise _error(err, "tx sync", _PORT)
 
     def rx_sync(self) -> None:
         """Publish freed RX slots and fetch new ones without reading them."""

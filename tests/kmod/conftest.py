@@ -59,7 +59,8 @@ class Topology:
     def up(self, attach: bool = True) -> "Topology":
         if not os.path.exists(f"/run/netns/{self.ns}"):
             ku.sh(f"ip netns add {self.ns} && ip -n {self.ns} link set lo up")
-        self._clean_links()
+        if os.path.exists(f"/sys/class/net/{self.if_a}"):
+            self._clean_links()
         ku.ip_batch(f"""
             link add {self.if_a} type veth peer name {self.if_b} netns {self.ns}
             addr add {self.a4}/24 dev {self.if_a}
@@ -117,10 +118,13 @@ class Topology:
         self._clean_links()
 
     def _clean_links(self):
-        """Remove the veth wherever a test left its ends."""
-        ku.ip_batch(f"link del {self.if_a}", check=False)
-        ku.ip_batch(f"link del {self.if_b}", netns=self.ns, check=False)
-        ku.ip_batch(f"link del {self.if_a}", netns=self.ns, check=False)
+        """Remove the veth wherever a test left its ends (deleting one end
+        deletes the pair)."""
+        if os.path.exists(f"/sys/class/net/{self.if_a}"):
+            ku.ip_batch(f"link del {self.if_a}", check=False)
+        else:
+            ku.ip_batch(f"link del {self.if_b}", netns=self.ns, check=False)
+            ku.ip_batch(f"link del {self.if_a}", netns=self.ns, check=False)
 
 
 @pytest.fixture
