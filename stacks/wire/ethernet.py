@@ -143,26 +143,30 @@ class EthernetRepr:
     def header_len(self) -> int:
         return HEADER_LEN if self.vlan is None else VLAN_HEADER_LEN
 
-    def emit_into(self, buffer: bytearray | memoryview, offset: int = 0) -> int:
-        """Write the header at ``buffer[offset:]``; return its length."""
-        if self.vlan is None and self.ethertype == EtherType.VLAN:
-            raise ValueError("Ethernet: give a VLAN tag through `vlan`, not the EtherType")
-        if len(self.dst) != 6 or len(self.src) != 6:
+    def header_bytes(self) -> bytes:
+        """The header (14 bytes, or 18 with a VLAN tag)."""
+        dst, src, vlan = self.dst, self.src, self.vlan
+        if len(dst) != 6 or len(src) != 6:  # struct would pad or cut them silently
             raise ValueError("Ethernet: addresses must be 6 bytes")
         try:
-            if self.vlan is None:
-                _HEADER.pack_into(buffer, offset, self.dst, self.src, self.ethertype)
-                return HEADER_LEN
-            _VLAN_HEADER.pack_into(buffer, offset, self.dst, self.src, EtherType.VLAN,
-                                   self.vlan.tci, self.ethertype)
-            return VLAN_HEADER_LEN
+            if vlan is None:
+                if self.ethertype == EtherType.VLAN:
+                    raise ValueError("Ethernet: give a VLAN tag through `vlan`, not the EtherType")
+                return _HEADER.pack(dst, src, self.ethertype)
+            return _VLAN_HEADER.pack(dst, src, EtherType.VLAN, vlan.tci, self.ethertype)
         except struct.error as exc:
             raise ValueError(f"Ethernet: cannot encode header: {exc}") from None
 
+    def emit_into(self, buffer: bytearray | memoryview, offset: int = 0) -> int:
+        """Write the header at ``buffer[offset:]``; return its length."""
+        header = self.header_bytes()
+        if offset + len(header) > len(buffer):
+            raise ValueError("Ethernet: buffer too small for the header")
+        buffer[offset:offset + len(header)] = header
+        return len(header)
+
     def emit(self, payload=b"") -> bytes:
-        header = bytearray(self.header_len)
-        self.emit_into(header)
-        return bytes(header) + payload
+        return self.header_bytes() + payload
 
 
 # Parsers build one of these per packet: the fast path of EthernetRepr(...).

@@ -97,7 +97,7 @@ def parse_frame(data, *, verify_checksums: bool = True) -> Frame:
 
 def build_frame(ethernet: EthernetRepr, network: NetworkRepr | None,
                 transport: TransportRepr | None = None, payload: bytes = b"") -> bytes:
-    """Build a frame in one buffer: Ethernet, then IP or ARP, then the transport.
+    """Build a frame: Ethernet, then IP or ARP, then the transport.
 
     Lengths and checksums are computed.  The layers must agree: the
     EtherType with the network layer, the IP protocol with the transport.
@@ -134,26 +134,13 @@ def build_frame(ethernet: EthernetRepr, network: NetworkRepr | None,
         if (protocol == icmpv4.PROTOCOL and expected != EtherType.IPV4) or \
                 (protocol == icmpv6.PROTOCOL and expected != EtherType.IPV6):
             raise ValueError("build_frame: ICMP goes over IPv4, ICMPv6 over IPv6")
-        if protocol in (icmpv4.PROTOCOL, icmpv6.PROTOCOL):
-            transport_len = transport.wire_len
+        if protocol == icmpv4.PROTOCOL:
+            payload = transport.emit()
         else:
-            transport_len = transport.header_len + len(transport.payload)
-    else:
-        transport_len = len(payload)
-
-    eth_len = ethernet.header_len
-    ip_len = network.header_len
-    buffer = bytearray(eth_len + ip_len + transport_len)
-    ethernet.emit_into(buffer, 0)
-    network.emit_into(buffer, eth_len, transport_len)
-    at = eth_len + ip_len
-    if transport is None:
-        buffer[at:] = payload
-    elif protocol == icmpv4.PROTOCOL:
-        transport.emit_into(buffer, at)
-    else:
-        transport.emit_into(buffer, at, network.src, network.dst)
-    return bytes(buffer)
+            payload = transport.emit(network.src, network.dst)
+    # Each layer prepends its header to the bytes of the layers inside it:
+    # fewer Python steps than filling one buffer, for a few short copies.
+    return ethernet.emit(network.emit(payload))
 
 
 __all__ = ["Frame", "parse_frame", "build_frame", "MalformedPacket"]
