@@ -35,7 +35,11 @@ def pseudo_header_sum(src: IPv4Address | IPv6Address, dst: IPv4Address | IPv6Add
     """
     if type(src) is not type(dst):
         raise ValueError(f"address families differ: {src} and {dst}")
-    return src._ip % 0xFFFF + dst._ip % 0xFFFF + protocol + (length >> 16) + (length & 0xFFFF)
+    try:
+        # ``_ip`` is the integer int(address) returns, without a Python-level call.
+        return src._ip % 0xFFFF + dst._ip % 0xFFFF + protocol + (length >> 16) + (length & 0xFFFF)
+    except AttributeError:
+        raise ValueError(f"not IP address objects: {src!r}, {dst!r}") from None
 
 
 def pseudo_header_sum_native(src: IPv4Address | IPv6Address, dst: IPv4Address | IPv6Address,

@@ -45,3 +45,8 @@ def test_extreme_addresses():
 def test_mixed_families_are_refused():
     with pytest.raises(ValueError, match="families differ"):
         pseudo_header_sum(IPv4Address("192.0.2.1"), IPv6Address("::1"), 6, 20)
+
+
+def test_strings_are_not_addresses():
+    with pytest.raises(ValueError, match="not IP address objects"):
+        pseudo_header_sum("192.0.2.1", "192.0.2.2", 6, 20)
