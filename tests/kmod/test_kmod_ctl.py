@@ -5,15 +5,37 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 import kmodutil as ku
 
 
-def ctl(*argv):
-    return subprocess.run([sys.executable, "-m", "multistack.ctl", *argv],
-                          capture_output=True, text=True, timeout=120)
+class Result:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
 
 
-def test_attach_list_stats_detach(bare_topo):
+@pytest.fixture
+def ctl(capsys):
+    """multistack-ctl in this process (a Python start costs seconds under
+    TCG); test_entry_point runs the real command once."""
+    from multistack import ctl as ctl_module
+
+    def run(*argv):
+        capsys.readouterr()
+        code = ctl_module.main(list(argv))
+        out = capsys.readouterr()
+        return Result(code, out.out, out.err)
+    return run
+
+
+def test_entry_point(bare_topo):
+    r = subprocess.run([sys.executable, "-m", "multistack.ctl", "--json", "list"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and json.loads(r.stdout) == [], r.stderr
+
+
+def test_attach_list_stats_detach(bare_topo, ctl):
     t = bare_topo
     r = ctl("attach", t.if_a)
     assert r.returncode == 0, r.stderr
