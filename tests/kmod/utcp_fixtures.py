@@ -11,6 +11,10 @@ The Linux side is the namespace ``mspeer`` (``ms1``): sockets made there
 by a thread that entered it (``kmodutil.in_netns``) and then driven by trio
 in this process, curl started with ``ip netns exec``, and an AF_PACKET
 socket pair that captures and forges frames on ``ms1``.
+
+Booting the topology costs seconds under TCG, so the tests share one per
+module (``Topology`` of this folder's conftest); each stack closes what it
+opened and netem is removed after use.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import importlib.util
 import ipaddress
+import os
 import socket
 import struct
 import time
@@ -65,19 +71,47 @@ def pattern_sha256(n: int) -> str:
 # -- the UTCP side --------------------------------------------------------------
 
 
+def _load_topology_class():
+    """``Topology`` of this folder's conftest (loaded under another name: the
+    suite's own conftest stays pytest's business)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conftest.py")
+    spec = importlib.util.spec_from_file_location("kmod_conftest_topology", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.Topology
+
+
+Topology = _load_topology_class()
+
+
 class KmodUtcp:
-    """UTCP over a KernelPort of ``topo`` (running inside :func:`utcp_stack`)."""
+    """UTCP over a KernelPort of ``topo`` (running inside :func:`utcp_stack`).
+
+    The stack owns what a test opens through it -- the port, the claimed
+    kernel sockets, the Linux peers' sockets, the capture -- and closes all
+    of it at the end, so tests can share one topology.
+    """
 
     def __init__(self, topo, config: TcpConfig | None = None, **port_kw):
+        from multistack.kernel import KernelPort
         self.topo = topo
-        self.port = topo.port(**port_kw)
-        self.neighbours = OsNeighbours(topo.if_a)
+        self.sockets: list = []
+        self.port = KernelPort(topo.if_a, **port_kw)
+        try:
+            self.neighbours = OsNeighbours(topo.if_a)
+        except BaseException:
+            self.port.close()
+            raise
         self.host = Host(self.port, [f"{topo.a4}/24", f"{topo.a6}/64"], neighbours=self.neighbours)
         self.layer = TcpLayer(self.host, config=config or CONFIG)
 
+    def track(self, sock):
+        self.sockets.append(sock)
+        return sock
+
     def claim(self, number: int, address: str | None = None) -> int:
         """Register TCP ``number`` (0: any free one) on ``address``; the bound port."""
-        sock = self.topo.track(self.port.claim("tcp", address or self.topo.a4, number))
+        sock = self.track(self.port.claim("tcp", address or self.topo.a4, number))
         return sock.getsockname()[1]
 
     async def listen(self, number: int, address: str | None = None, *, backlog: int = 128,
@@ -92,13 +126,37 @@ class KmodUtcp:
         return await open_tcp_stream(self.host, remote, number, source=local,
                                      local_port=local_port, config=config)
 
+    def peer_tcp(self, count: int | None = None, family: int = socket.AF_INET):
+        """Kernel TCP socket(s) in the peer namespace, wrapped for trio."""
+        def make():
+            return [socket.socket(family, socket.SOCK_STREAM) for _ in range(count or 1)]
+        socks = ku.in_netns(self.topo.ns, make)
+        wrapped = [trio.socket.from_stdlib_socket(self.track(s)) for s in socks]
+        return wrapped if count is not None else wrapped[0]
+
+    async def linux_server(self, address: str, number: int, backlog: int = 1024):
+        srv = self.peer_tcp(family=socket.AF_INET6 if ":" in address else socket.AF_INET)
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        await srv.bind((address, number))
+        srv.listen(backlog)
+        return srv
+
+    def wire(self) -> "Wire":
+        wire = Wire(self.topo)
+        self.track(wire.sender)
+        self.track(wire.sniffer)
+        return wire
+
     def close(self):
+        for s in self.sockets:
+            s.close()
         self.neighbours.close()
+        self.port.close()
 
 
 @contextlib.asynccontextmanager
 async def utcp_stack(topo, config: TcpConfig | None = None, **port_kw):
-    """A running UTCP stack on the attached side of ``topo``."""
+    """A running UTCP stack on the attached side of ``topo``; closed on exit."""
     stack = KmodUtcp(topo, config, **port_kw)
     try:
         async with trio.open_nursery() as nursery:
@@ -110,15 +168,6 @@ async def utcp_stack(topo, config: TcpConfig | None = None, **port_kw):
 
 
 # -- the Linux side -------------------------------------------------------------
-
-
-def peer_tcp(topo, count: int | None = None, family: int = socket.AF_INET):
-    """Kernel TCP socket(s) in the peer namespace, wrapped for trio."""
-    def make():
-        return [socket.socket(family, socket.SOCK_STREAM) for _ in range(count or 1)]
-    socks = ku.in_netns(topo.ns, make)
-    wrapped = [trio.socket.from_stdlib_socket(topo.track(s)) for s in socks]
-    return wrapped if count is not None else wrapped[0]
 
 
 async def send_pattern(sock, n: int) -> None:
@@ -149,15 +198,21 @@ async def in_peer(topo, *argv, timeout: float = 120.0):
                                       capture_stdout=True, capture_stderr=True, check=False)
 
 
-def netem(topo, spec: str) -> None:
+@contextlib.contextmanager
+def netem(topo, spec: str):
     """The same netem impairment on both ends of the veth (both directions).
 
     The module sends with dev_queue_xmit(), so the qdisc of ``ms0`` sees
-    UTCP's frames; the one of ``ms1`` sees Linux's.  The qdiscs go with the
-    veth at teardown.
+    UTCP's frames; the one of ``ms1`` sees Linux's.
     """
-    ku.sh(f"tc qdisc add dev {topo.if_a} root netem {spec}")
-    ku.sh(f"ip netns exec {topo.ns} tc qdisc add dev {topo.if_b} root netem {spec}")
+    peer = f"ip netns exec {topo.ns} "
+    try:
+        ku.sh(f"tc qdisc add dev {topo.if_a} root netem {spec}")
+        ku.sh(f"{peer}tc qdisc add dev {topo.if_b} root netem {spec}")
+        yield
+    finally:
+        ku.sh(f"tc qdisc del dev {topo.if_a} root", check=False)
+        ku.sh(f"{peer}tc qdisc del dev {topo.if_b} root", check=False)
 
 
 def netem_stats(topo) -> str:
@@ -209,8 +264,8 @@ class Wire:
 
     def __init__(self, topo):
         self.topo = topo
-        self.sender = topo.track(ku.peer_raw_sender(topo.if_b))
-        self.sniffer = topo.track(ku.peer_sniffer(topo.if_b))
+        self.sender = ku.peer_raw_sender(topo.if_b)
+        self.sniffer = ku.peer_sniffer(topo.if_b)
 
     def send(self, frame: bytes) -> None:
         self.sender.send(frame)
