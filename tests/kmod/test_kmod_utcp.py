@@ -385,9 +385,14 @@ async def test_forged_segments_draw_challenge_acks_and_only_an_exact_reset_kills
             ack = conn.snd_max if ack is None else ack
             timestamp = (conn.ts_recent, 0) if ts and conn.ts_recent is not None \
                 and not flags & RST else None
+            seen = conn.stats["segments_in"]
             wire.send(tcp_frame(topo, cport, 9100, seq, ack, flags, payload=payload,
                                 timestamp=timestamp))
-            return from_stack(await wire.settle(0.4))
+            with trio.move_on_after(10):       # until UTCP has processed it (TCG is slow)
+                while conn.stats["segments_in"] == seen:
+                    await trio.sleep(0.01)
+            assert conn.stats["segments_in"] == seen + 1
+            return from_stack(await wire.settle(0.3))   # and its answer, if any, is through
 
         def is_challenge_ack(frames):
             """Exactly one bare ACK of RCV.NXT from SND.MAX."""
