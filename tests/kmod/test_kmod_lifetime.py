@@ -333,3 +333,70 @@ def test_rmmod_under_traffic(topo):
     topo.track(q.claim("udp", topo.a4, 8301))
     topo.peer().sendto(b"reloaded", (topo.a4, 8301))
     assert [ku.parse(f)["payload"] for f in ku.wait_frames(q, 1)] == [b"reloaded"]
+
+
+def test_concurrent_churn_under_traffic(topo):
+    """Threads open ports, register, unregister and close while the peer
+    floods the same tuples and another thread detaches/attaches: nothing
+    but documented errors, and nothing left behind."""
+    stop = threading.Event()
+    errors = []
+    numbers = [8400 + i for i in range(4)]
+
+    def churn(number):
+        try:
+            for _ in range(40):
+                if stop.is_set():
+                    return
+                try:
+                    p = kernel.KernelPort(topo.if_a, tx_slots=8, rx_slots=8)
+                except (kernel.NotAttachedError, kernel.NoSuchInterfaceError):
+                    time.sleep(0.01)
+                    continue
+                try:
+                    try:
+                        p.claim("udp", topo.a4, number).close()
+                        p.recv_batch()
+                        p.unregister("udp", topo.a4, number)
+                        p.claim("udp", topo.a4, number).close()
+                    except (kernel.RegistrationError, PortClosedError):
+                        pass
+                finally:
+                    p.close()
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    def flap():
+        try:
+            while not stop.is_set():
+                time.sleep(0.2)
+                try:
+                    kernel.detach(topo.if_a)
+                except kernel.NotAttachedError:
+                    pass
+                time.sleep(0.05)
+                kernel.attach(topo.if_a)
+        except Exception as exc:
+            errors.append(exc)
+
+    floods = [Flood(topo, topo.a4, n) for n in numbers]
+    for f in floods:
+        f.__enter__()
+    try:
+        threads = [threading.Thread(target=churn, args=(n,)) for n in numbers]
+        threads.append(threading.Thread(target=flap))
+        for t in threads:
+            t.start()
+        for t in threads[:-1]:
+            t.join(120)
+        stop.set()
+        threads[-1].join(30)
+    finally:
+        stop.set()
+        for f in floods:
+            f.__exit__(None, None, None)
+    assert errors == []
+    if topo.if_a not in kernel.attached():
+        topo.attach()
+    assert ku.eventually(_no_ports), kernel.list_ports()
+    assert ku.eventually(lambda: all(_can_bind(topo.a4, n) for n in numbers))
