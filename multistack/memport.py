@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from .errors import PortClosedError
 from .pcap import PcapWriter
-from .port import Frame, Port, PortStats
+from .port import Frame, Port, PortStats, queue_frames
 
 ETHERNET_HEADER = 14
 VLAN_TAG = 4
@@ -122,13 +122,7 @@ class MemoryPort(Port):
 
     def send_batch(self, frames: Iterable[Frame]) -> int:
         self._check_open()
-        queued = 0
-        for frame in frames:
-            if len(self._tx_queue) >= self._tx_capacity:
-                break
-            self._tx_queue.append(bytes(frame))
-            queued += 1
-        return queued
+        return queue_frames(self._tx_queue, self._tx_capacity, frames)
 
     def sync(self) -> None:
         self._check_open()

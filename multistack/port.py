@@ -46,6 +46,21 @@ class PortStats:
         return counters
 
 
+def queue_frames(queue: list[bytes], capacity: int, frames: Iterable[Frame]) -> int:
+    """Copy ``frames`` onto a software TX ``queue`` up to ``capacity``.
+
+    For backends whose TX queue lives in Python (memory pair, TAP); returns
+    how many were queued, as :meth:`Port.send_batch` does.
+    """
+    queued = 0
+    for frame in frames:
+        if len(queue) >= capacity:
+            break
+        queue.append(bytes(frame))
+        queued += 1
+    return queued
+
+
 class Port(abc.ABC):
     """A virtual port carrying Ethernet frames."""
 

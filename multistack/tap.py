@@ -23,7 +23,7 @@ import subprocess
 from collections.abc import Iterable, Sequence
 
 from .errors import MultiStackError, PortClosedError
-from .port import Frame, Port, PortStats
+from .port import Frame, Port, PortStats, queue_frames
 
 TUN_DEVICE = "/dev/net/tun"
 TUNSETIFF = 0x400454CA
@@ -148,13 +148,7 @@ class TapPort(Port):
 
     def send_batch(self, frames: Iterable[Frame]) -> int:
         self._check_open()
-        queued = 0
-        for frame in frames:
-            if len(self._tx_queue) >= self._tx_capacity:
-                break
-            self._tx_queue.append(bytes(frame))
-            queued += 1
-        return queued
+        return queue_frames(self._tx_queue, self._tx_capacity, frames)
 
     def sync(self) -> None:
         self._check_open()
