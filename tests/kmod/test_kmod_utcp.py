@@ -13,15 +13,18 @@ peer namespace behind ``ms1``.  Mirrors ``tests/utcp/test_interop_tap.py``:
   a SYN draws a challenge ACK and the connection lives on, only an exact
   RST resets it, out-of-window data is answered with an ACK and not
   accepted, an ACK of unsent data is challenged and its data dropped --
-  seen both in UTCP's state and in a capture on ``ms1``.
+  seen both in UTCP's state and in a capture on ``ms1``;
+* real resets both ways (Linux aborts, UTCP aborts, a refused connect).
 
 Sizes are bounded for TCG (Python runs ~30x slower than on the host).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import socket
+import struct
 
 import pytest
 import trio
@@ -453,6 +456,43 @@ async def test_forged_segments_draw_challenge_acks_and_only_an_exact_reset_kills
                 while await client.recv(100):
                     pass
         await stream.aclose()
+
+
+# ---------------------------------------------------------------- real resets, both ways
+
+
+@trio_test(90)
+async def test_resets_between_utcp_and_linux_both_ways(topo):
+    async with utcp_stack(topo) as stack:
+        listener = await stack.listen(9200)
+
+        # Linux aborts (SO_LINGER 0): its RST resets the UTCP connection.
+        client = stack.peer_tcp()
+        await client.connect((topo.a4, 9200))
+        stream = await listener.accept()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()
+        with trio.fail_after(10), pytest.raises(trio.BrokenResourceError):
+            await stream.receive_some()
+        assert stream.connection.error.reason == "reset"
+        await stream.aclose()
+
+        # UTCP aborts (closing with unread data, as Linux does): Linux sees ECONNRESET.
+        client = stack.peer_tcp()
+        await client.connect((topo.a4, 9200))
+        stream = await listener.accept()
+        await client.send(b"never read\n")
+        with trio.fail_after(10):
+            while not stream.connection.readable:
+                await trio.sleep(0.01)
+        await stream.aclose()
+        with trio.fail_after(10), pytest.raises(ConnectionResetError):
+            await client.recv(100)
+
+        # A UTCP client to a Linux port nobody listens on: Linux's RST refuses it.
+        with trio.fail_after(10), pytest.raises(OSError) as refused:
+            await stack.connect(topo.b4, 9201)
+        assert refused.value.errno == errno.ECONNREFUSED
 
 
 # ---------------------------------------------------------------- cleanup
