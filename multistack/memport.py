@@ -136,7 +136,7 @@ class MemoryPort(Port):
         return self._event_fd
 
     def stats(self) -> PortStats:
-        return PortStats(**{**vars(self._stats), "extra": dict(self._stats.extra)})
+        return self._stats.snapshot()
 
     def close(self) -> None:
         if self._closed:

@@ -40,6 +40,10 @@ class PortStats:
     tx_dropped: int = 0
     extra: dict[str, int] = field(default_factory=dict)
 
+    def snapshot(self) -> "PortStats":
+        """An independent copy, so a caller's view does not move on."""
+        return PortStats(**{**vars(self), "extra": dict(self.extra)})
+
     def as_dict(self) -> dict[str, int]:
         counters = {k: v for k, v in vars(self).items() if k != "extra"}
         counters.update(self.extra)

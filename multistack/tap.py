@@ -179,7 +179,7 @@ class TapPort(Port):
         return self._fd
 
     def stats(self) -> PortStats:
-        return PortStats(**{**vars(self._stats), "extra": dict(self._stats.extra)})
+        return self._stats.snapshot()
 
     def close(self) -> None:
         if self._closed:
