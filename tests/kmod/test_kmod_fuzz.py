@@ -7,8 +7,6 @@ import os
 import random
 import socket
 
-import pytest
-
 import kmodutil as ku
 from multistack import kernel
 from multistack._native import ffi, lib

@@ -184,23 +184,25 @@ print(reply.decode())
 """
 
 
+async def answer_digest(listener, receivers):
+    """Accept one upload, read to the client's half-close, answer "<bytes> <sha256>"."""
+    stream = await listener.accept()
+    receivers.append(stream.connection)
+    h = hashlib.sha256()
+    total = 0
+    while chunk := await stream.receive_some():
+        h.update(chunk)
+        total += len(chunk)
+    # The client half-closed; our direction is still open for the answer.
+    await stream.send_all(f"{total} {h.hexdigest()}".encode())
+    await stream.aclose()
+
+
 async def test_linux_client_uploads_50mb_then_half_closes():
     async with tap_stack() as (ns, host):
         listener = await open_tcp_listener(host, STACK, 9000)
-
-        async def sink():
-            stream = await listener.accept()
-            h = hashlib.sha256()
-            total = 0
-            while chunk := await stream.receive_some():
-                h.update(chunk)
-                total += len(chunk)
-            # The client half-closed; our direction is still open for the answer.
-            await stream.send_all(f"{total} {h.hexdigest()}".encode())
-            await stream.aclose()
-
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(sink)
+            nursery.start_soon(answer_digest, listener, [])
             done = await in_ns(ns, sys.executable, "-c", UPLOAD_CLIENT, STACK, str(BULK),
                                timeout=120)
     assert done.returncode == 0, done.stderr.decode()
@@ -420,20 +422,8 @@ async def test_lossy_link_linux_sends_to_utcp():
     async with tap_stack(impair=IMPAIR) as (ns, host):
         listener = await open_tcp_listener(host, STACK, 9000)
         receivers = []
-
-        async def sink():
-            stream = await listener.accept()
-            receivers.append(stream.connection)
-            h = hashlib.sha256()
-            total = 0
-            while chunk := await stream.receive_some():
-                h.update(chunk)
-                total += len(chunk)
-            await stream.send_all(f"{total} {h.hexdigest()}".encode())
-            await stream.aclose()
-
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(sink)
+            nursery.start_soon(answer_digest, listener, receivers)
             done = await in_ns(ns, sys.executable, "-c", UPLOAD_CLIENT, STACK, str(LOSSY_SIZE),
                                timeout=120)
     assert done.returncode == 0, done.stderr.decode()
