@@ -128,17 +128,20 @@ class TcpLayer:
     def _deadline(self) -> float | None:
         deadline = self.endpoint.poll_at()
         if self._orphans:
-            orphan = min(self._orphans.values())
-            deadline = orphan if deadline is None else min(deadline, orphan)
+            # Every orphan gets the same timeout: the first entry is due first.
+            orphan = next(iter(self._orphans.values()))
+            deadline = orphan if deadline is None or orphan < deadline else deadline
         return deadline
 
     def on_timer(self, now: float) -> None:
         self.endpoint.on_timer(now)
-        for conn, deadline in list(self._orphans.items()):
-            if conn.state in (State.CLOSED, State.TIME_WAIT):
-                del self._orphans[conn]
-            elif deadline <= now:
-                del self._orphans[conn]
+        orphans = self._orphans
+        while orphans:
+            conn, deadline = next(iter(orphans.items()))
+            if deadline > now:
+                break
+            del orphans[conn]
+            if conn.state is not State.CLOSED and conn.state is not State.TIME_WAIT:
                 conn.abort()
                 self.endpoint.touch(conn)
                 self.counters["orphans_dropped"] += 1
@@ -161,7 +164,10 @@ class TcpLayer:
             lot = self._lots.get(conn)
             if lot is not None:
                 lot.unpark_all()
-            if conn.state is State.CLOSED and conn in self._orphans:
+            # TIME-WAIT and CLOSED need no orphan timeout (and every state change
+            # passes here), so the orphan table holds only connections still closing.
+            if (conn.state is State.CLOSED or conn.state is State.TIME_WAIT) \
+                    and conn in self._orphans:
                 del self._orphans[conn]
         for listener, lot in self._listener_lots.items():
             if listener.accept_queue or listener.closed:
@@ -185,7 +191,8 @@ class TcpLayer:
         self._lots.pop(conn, None)
 
     def orphan(self, conn: Connection) -> None:
-        self._orphans[conn] = trio.current_time() + ORPHAN_TIMEOUT
+        # The clock only moves forward, so insertion order is deadline order.
+        self._orphans.setdefault(conn, trio.current_time() + ORPHAN_TIMEOUT)
         self._lots.pop(conn, None)
 
     # ---------------------------------------------------------------- opening

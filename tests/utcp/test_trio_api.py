@@ -187,6 +187,36 @@ def test_orphan_in_fin_wait_2_is_dropped_and_late_data_is_reset():
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
+def test_orphans_leave_the_table_in_time_wait_and_expire_in_order():
+    async def main():
+        async with two_hosts() as (client, server):
+            layer = TcpLayer.of(server)
+            s1, r1 = await connected_pair(client, server, 5010)
+            await r1.aclose()                       # FIN-WAIT-2 until the timeout
+            await trio.sleep(10)
+            s2, r2 = await connected_pair(client, server, 5011)
+            await r2.aclose()                       # the same, 10 s later
+            s3, r3 = await connected_pair(client, server, 5012)
+            await r3.aclose()
+            await trio.sleep(0.1)
+            await s3.aclose()                       # the server ends in TIME-WAIT
+            await trio.sleep(0.1)
+            assert r3.connection.state is State.TIME_WAIT
+            assert list(layer._orphans) == [r1.connection, r2.connection]
+            await trio.sleep(50)                    # r1's timeout is past, r2's is not
+            assert r1.connection.state is State.CLOSED
+            assert r2.connection.state is State.FIN_WAIT_2
+            assert list(layer._orphans) == [r2.connection]
+            await trio.sleep(10)
+            assert r2.connection.state is State.CLOSED
+            assert layer._orphans == {}
+            assert layer.counters["orphans_dropped"] == 2
+            await s1.aclose()
+            await s2.aclose()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
 async def test_icmp_frag_needed_and_unreachable_reach_the_connection():
     from ipaddress import ip_address
 
