@@ -234,10 +234,25 @@ static inline void build_udp_frame(uint8_t *buf, size_t len,
 
 static volatile sig_atomic_t stop_flag;
 
-static inline void on_alarm(int sig)
+static inline void on_stop_signal(int sig)
 {
 	(void)sig;
 	stop_flag = 1;
+}
+
+/*
+ * SIGTERM or SIGINT ends the measurement window early; the program still
+ * prints what it measured.  No SA_RESTART: a blocked poll() or recvmmsg()
+ * returns at once.
+ */
+static inline void stop_on_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
 }
 
 #endif /* BENCH_COMMON_H */

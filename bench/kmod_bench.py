@@ -20,8 +20,10 @@ Topology (two namespaces this script creates and deletes)::
   sendmmsg() (bench/pkt_tx.c) and by a port through its TX ring and
   MS_IOC_TXSYNC (bench/ms_tx.c), which validates every frame.  Frames
   are addressed to an Ethernet address msg0 does not have, so the peer
-  discards them at once, in the sender's softirq on CPU 1 (the same small
-  cost for both senders).
+  discards them at once, in the sender's softirq on CPU 1 (the same
+  cost for both senders).  The same two senders then send out of msx0, a
+  dummy device in msb-dut whose xmit frees the frame: no receiver's cost
+  in the figure, only the sending path.
 
 Sizes are Ethernet frame sizes including the 4-byte FCS (64 B = a 60-byte
 frame in memory); Gbit/s counts those bytes (no preamble or gap).  Every
@@ -43,6 +45,9 @@ import time
 GEN, DUT = "msb-gen", "msb-dut"
 GIF, DIF = "msg0", "msd0"
 GADDR, DADDR = "10.77.0.1", "10.77.0.2"
+# TX also goes to a dummy device, whose xmit frees the frame: what is
+# measured there is the sending path alone, as towards a NIC.
+XIF, XADDR, XPEER = "msx0", "10.77.1.2", "10.77.1.1"
 RX_PORT, TX_PORT, SINK_PORT = 9000, 9001, 9
 # RX buffering: the port's RX ring (MS_MAX_SLOTS) and the socket's buffer,
 # both large enough to ride out the VM's scheduling hiccups.
@@ -266,6 +271,12 @@ def setup(ncpu, rps=True):
                      "one vCPU: generator and system under test share it")
     notes.append("RX buffering: %d-slot port ring, %d MiB socket buffer" % (
         RX_SLOTS, SOCK_RCVBUF >> 20))
+    run(["modprobe", "dummy"], check=False)
+    r = nsh(DUT, "ip link add %s type dummy && ip addr add %s/24 dev %s && "
+            "ip link set %s up" % (XIF, XADDR, XIF, XIF), check=False)
+    if r.returncode != 0:
+        notes.append("no dummy device (%s): the TX-to-dummy rows are n/a"
+                     % first_line(r.stderr))
     mac = {
         "gen": nsx(GEN, "cat", "/sys/class/net/%s/address" % GIF)
         .stdout.strip(),
@@ -340,6 +351,25 @@ class Pktgen:
                    "udp_src_min 9", "udp_src_max 9",
                    "udp_dst_min %d" % RX_PORT, "udp_dst_max %d" % RX_PORT)
 
+    def run_count(self, count, timeout=180):
+        """Sends ``count`` frames and returns pktgen's own elapsed time per
+        frame, microseconds.  In inject mode that is the generator plus the
+        receive path it runs synchronously."""
+        self.pgset(self.dev, "count %d" % count)
+        try:
+            r = SHELLS[self.ns].run("echo start > %s/pgctrl" % self.PG,
+                                    timeout=timeout)
+            # read before any write: each write replaces the Result line
+            out = nsh(self.ns, "cat %s/%s" % (self.PG, self.dev)).stdout
+        finally:
+            self.pgset(self.dev, "count 0")
+        if r.returncode != 0:
+            raise Unavailable("pktgen start: " + first_line(r.stderr))
+        m = re.search(r"Result: OK: (\d+)\(c\d+\+d\d+\) usec, (\d+)", out)
+        if not m or not int(m.group(2)):
+            raise Unavailable("pktgen: no result")
+        return int(m.group(1)) / int(m.group(2))
+
     def start(self):
         # "start" blocks until "stop": run it in the background
         self.proc = SHELLS[self.ns].spawn("echo start > %s/pgctrl" % self.PG)
@@ -365,7 +395,7 @@ class Bench:
         self.module = os.path.exists("/dev/multistack")
         self.module_reason = "" if self.module else \
             "/dev/multistack missing: module not loaded"
-        self.attached = False
+        self.attached = set()      # devices the module is attached to
 
     def prog(self, name):
         p = os.path.join(self.bin, name)
@@ -373,16 +403,19 @@ class Bench:
             raise Unavailable("%s not built" % name)
         return p
 
-    def attach(self, on):
+    def attach(self, on, dev=DIF):
         if not self.module:
             raise Unavailable(self.module_reason)
-        if on == self.attached:
+        if on == (dev in self.attached):
             return
-        r = nsx(DUT, self.prog("ms_if"), "attach" if on else "detach", DIF,
+        r = nsx(DUT, self.prog("ms_if"), "attach" if on else "detach", dev,
                 check=False)
         if r.returncode != 0:
             raise Unavailable(first_line(r.stderr))
-        self.attached = on
+        if on:
+            self.attached.add(dev)
+        else:
+            self.attached.discard(dev)
 
     def receiver(self, cmd, pktgen):
         """Runs a receiver in the DUT namespace while pktgen sends."""
@@ -434,9 +467,56 @@ class Bench:
              "-p", str(RX_PORT), "-t", str(self.secs), "-c", self.cpu,
              "-W", "30", "-s", str(RX_SLOTS)], pktgen)
 
-    def sender(self, name, frame_len):
-        cmd = [self.prog(name), "-i", DIF, "-a", DADDR, "-p", str(TX_PORT),
-               "-d", GADDR, "-D", str(SINK_PORT), "-M", NOWHERE_MAC,
+    def path_cost(self, pg, kind, count):
+        """pktgen's time per frame (inject mode) with ``kind`` behind msd0.
+
+        kind "null": frames for another Ethernet address, which the core
+        drops at once (PACKET_OTHERHOST): the generator's own cost, to be
+        subtracted.  "os" / "port": the receiver busy-polls on CPU 1
+        (udp_rx -b, ms_rx -b), as at saturation, so no wakeup is paid per
+        frame; it is stopped with SIGTERM once pktgen is done.
+        """
+        if kind == "null":
+            self.attach(False)
+            pg.pgset(pg.dev, "dst_mac " + NOWHERE_MAC)
+            try:
+                return {"us": pg.run_count(count), "drops": 0}
+            finally:
+                pg.pgset(pg.dev, "dst_mac " + pg.dut_mac)
+        if kind == "os":
+            self.attach(False)
+            cmd = [self.prog("udp_rx"), "-a", DADDR, "-p", str(RX_PORT),
+                   "-r", str(SOCK_RCVBUF)]
+            drops = "rcvbuf_errors"
+        else:
+            self.attach(True)
+            cmd = [self.prog("ms_rx"), "-i", DIF, "-a", DADDR, "-p",
+                   str(RX_PORT), "-s", str(RX_SLOTS)]
+            drops = "drop_full"
+        cmd += ["-t", "600", "-w", "0.2", "-c", self.cpu, "-b"]
+        job = SHELLS[DUT].spawn("exec " + shlex.join(cmd))
+        deadline = time.monotonic() + 30
+        while (job.running() and "ready" not in job.stderr()
+               and time.monotonic() < deadline):
+            time.sleep(0.02)
+        if not job.running():
+            raise Unavailable(first_line(job.stderr()))
+        try:
+            us = pg.run_count(count)
+        finally:
+            try:
+                os.kill(job.pid, 15)
+            except OSError:
+                pass
+            rc, out, err = job.wait(30)
+        res = kv(out)
+        if rc != 0 or not res or not res.get("packets"):
+            raise Unavailable("receiver: " + first_line(err + out))
+        return {"us": us, "drops": res.get(drops, 0)}
+
+    def sender(self, name, frame_len, dev=DIF, addr=DADDR, peer=GADDR):
+        cmd = [self.prog(name), "-i", dev, "-a", addr, "-p", str(TX_PORT),
+               "-d", peer, "-D", str(SINK_PORT), "-M", NOWHERE_MAC,
                "-l", str(frame_len), "-t", str(self.secs), "-c", self.cpu]
         r = nsx(DUT, *cmd, check=False)
         if r.returncode != 0:
@@ -559,6 +639,85 @@ def best(results):
     if good:
         return max(good, key=pps)
     return results[-1]
+
+
+def median(values):
+    v = sorted(values)
+    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+
+
+def path_cost_table(b, pg, sizes, count, reps):
+    """The receive paths' own cost per frame, the generator's subtracted.
+
+    pktgen injects ``count`` frames into msd0's receive path on CPU 0 and
+    runs that path synchronously, so its elapsed time per frame is the
+    generator plus the path.  The same run with a null sink measures the
+    generator (and the core's receive entry) alone; the difference is what
+    the path costs: the rx_handler and the copy into the ring, or IP, UDP
+    and the socket queue.  Receivers busy-poll, as at saturation.  Medians
+    of ``reps`` interleaved runs.
+    """
+    print()
+    print("RX path cost per frame, the generator subtracted: pktgen injects "
+          "%d frames into msd0's receive path on CPU 0; receivers busy-poll "
+          "on CPU 1; medians of %d interleaved runs" % (count, reps))
+    print("%6s | %10s | %10s %10s | %10s %10s | %6s %6s" % (
+        "size", "null sink", "B: OS", "A: port", "B - null", "A - null",
+        "pps", "path"))
+    print("%6s | %10s | %10s %10s | %10s %10s | %6s %6s" % (
+        "B", "us/frame", "us/frame", "us/frame", "us/frame", "us/frame",
+        "A/B", "B/A"))
+    print("-" * 86)
+    notes = []
+    for size in sizes:
+        if not pg.ok:
+            print("%6d | n/a (%s)" % (size, pg.reason))
+            continue
+        pg.configure(size - 4)
+        runs = {"null": [], "os": [], "port": []}
+        for _ in range(reps):
+            for kind in runs:
+                runs[kind].append(attempt(b.path_cost, pg, kind, count))
+        med, spread_ = {}, []
+        for kind, rs in runs.items():
+            good = [r["us"] for r in rs if isinstance(r, dict)]
+            bad = [r for r in rs if isinstance(r, str)]
+            if not good:
+                med[kind] = None
+                notes.append("%d B, %s: %s" % (size, kind, bad[-1]))
+                continue
+            med[kind] = median(good)
+            spread_.append("%s %.2f-%.2f" % (kind, min(good), max(good)))
+            dropped = sum(r["drops"] for r in rs if isinstance(r, dict))
+            if dropped:
+                notes.append("%d B, %s: %d frames dropped (buffer full) "
+                             "over the runs" % (size, kind, dropped))
+        notes.append("%d B: us/frame over the runs: %s" % (
+            size, ", ".join(spread_)))
+        n, o, p = med["null"], med["os"], med["port"]
+
+        def f(x):
+            return "%10.2f" % x if x is not None else "%10s" % "n/a"
+
+        od = o - n if o is not None and n is not None else None
+        pd = p - n if p is not None and n is not None else None
+        raw = "%5.2fx" % (o / p) if o and p else "   n/a"
+        if od is not None and pd is not None and pd > 0:
+            path = "%5.2fx" % (od / pd)
+        else:
+            path = "   n/a"
+            if pd is not None and pd <= 0:
+                notes.append("%d B: the port path is within the noise of "
+                             "the null sink" % size)
+        print("%6d | %s | %s %s | %s %s | %s %s" % (
+            size, f(n), f(o), f(p), f(od), f(pd), raw, path))
+    notes.append("null sink: frames for an Ethernet address msd0 does not "
+                 "have, dropped by the core as PACKET_OTHERHOST (module "
+                 "detached): pktgen's own cost plus the core's receive entry")
+    notes.append("pps A/B is the raw rate ratio with the generator in the "
+                 "loop; path B/A compares what each path costs beyond it")
+    for note in notes:
+        print("  note: " + note)
 
 
 def main():
@@ -694,6 +853,8 @@ def main():
                      "(rx_handler, or IP/UDP/socket) sharing CPU 0; "
                      "us/pkt is CPU 1 (the application) only", offered=False,
                      reps=1)
+            path_cost_table(b, ipg, [64] if args.quick else [64, 1518],
+                            100000 if args.quick else 150000, 3)
             ipg.close()
             if b.ncpu >= 2 and not args.no_rps:
                 nsh(DUT, "echo 2 > /sys/class/net/%s/queues/rx-0/rps_cpus"
@@ -739,36 +900,48 @@ def main():
                         "%.2fx" % (pps(many) / base) if base else "n/a"))
 
         # ---- TX
-        tx_rows, tx_notes = [], []
-        attempt(b.attach, False)
-        for size in tx_sizes:
-            os_all, port_all = [], []
-            for _ in range(args.reps):
-                os_all.append(attempt(b.sender, "pkt_tx", size - 4))
-                attached = attempt(b.attach, True)
-                if isinstance(attached, str):
-                    port_all.append(attached)
-                else:
-                    port_all.append(attempt(b.sender, "ms_tx", size - 4))
-                attempt(b.attach, False)
-            os_res, port_res = best(os_all), best(port_all)
-            if spread(size, port_all, os_all):
-                tx_notes.append(spread(size, port_all, os_all))
-            for label, r in (("port", port_res), ("AF_PACKET", os_res)):
-                if isinstance(r, dict) and r.get("dev_dropped"):
-                    tx_notes.append(
-                        "%d B, %s: %d of the frames counted were dropped by "
-                        "the veth (the peer's backlog was full)" % (
-                            size, label, r["dev_dropped"]))
-                if isinstance(r, dict) and r.get("rejected"):
-                    tx_notes.append("%d B, port: %d frames rejected by the "
-                                    "module" % (size, r["rejected"]))
-            tx_rows.append((size, port_res, os_res))
-        if tx_rows:
-            table("TX: UDP frames out of msd0 -> A = MultiStack port (TX "
-                  "ring + TXSYNC, validated) vs B = AF_PACKET sendmmsg",
-                  "A: MultiStack port", "B: AF_PACKET", tx_rows, tx_notes,
-                  offered=False)
+        def tx_table(sizes, dev, addr, peer, title, reps):
+            rows, notes = [], []
+            attempt(b.attach, False, dev)
+            for size in sizes:
+                os_all, port_all = [], []
+                for _ in range(reps):
+                    os_all.append(attempt(b.sender, "pkt_tx", size - 4, dev,
+                                          addr, peer))
+                    attached = attempt(b.attach, True, dev)
+                    if isinstance(attached, str):
+                        port_all.append(attached)
+                    else:
+                        port_all.append(attempt(b.sender, "ms_tx", size - 4,
+                                                dev, addr, peer))
+                    attempt(b.attach, False, dev)
+                os_res, port_res = best(os_all), best(port_all)
+                if spread(size, port_all, os_all):
+                    notes.append(spread(size, port_all, os_all))
+                for label, r in (("port", port_res), ("AF_PACKET", os_res)):
+                    if isinstance(r, dict) and r.get("dev_dropped"):
+                        notes.append(
+                            "%d B, %s: %d of the frames counted were dropped "
+                            "by %s" % (size, label, r["dev_dropped"], dev))
+                    if isinstance(r, dict) and r.get("rejected"):
+                        notes.append("%d B, port: %d frames rejected by the "
+                                     "module" % (size, r["rejected"]))
+                rows.append((size, port_res, os_res))
+            if rows:
+                table(title, "A: MultiStack port", "B: AF_PACKET", rows,
+                      notes, offered=False)
+            return rows
+
+        # ---- TX
+        tx_rows = tx_table(
+            tx_sizes, DIF, DADDR, GADDR,
+            "TX: UDP frames out of msd0 -> A = MultiStack port (TX ring + "
+            "TXSYNC, validated) vs B = AF_PACKET sendmmsg", args.reps)
+        tx_table(
+            tx_sizes, XIF, XADDR, XPEER,
+            "TX, the sending path alone: out of msx0, a dummy device that "
+            "frees each frame -> A = port vs B = AF_PACKET sendmmsg",
+            args.reps)
 
         # ---- plots of the two main tables
         if rx_rows or tx_rows:

@@ -11,8 +11,8 @@
  * socket).  -n opens that many more ports on the interface, each holding
  * one more UDP 3-tuple (PORT+1 ...), so that the lookup table is not
  * trivially small.  -b busy-polls with MS_IOC_RXSYNC instead of sleeping in
- * poll().  Every frame is read (its UDP destination port is checked), as an
- * application would.  Prints
+ * poll().  SIGTERM ends the window early.  Every frame is read (its UDP
+ * destination port is checked), as an application would.  Prints
  *   packets=N bytes=B seconds=S drop_full=D mem_size=M other=X offered=O
  * bytes are whole Ethernet frame bytes; drop_full is the port's
  * MS_STAT_RX_DROP_FULL delta over the window; other counts frames in the
@@ -88,6 +88,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	pin_cpu(cpu);
+	stop_on_signals();
 	i = msport_open(&p, ifname, slots);
 	if (i) {
 		fprintf(stderr, "ms_rx: port on %s: %s\n", ifname, strerror(-i));
@@ -148,7 +149,7 @@ int main(int argc, char **argv)
 	o0 = dev_rx_packets(ifname);
 	t0 = now_s();
 	tend = t0 + secs;
-	while ((t = now_s()) < tend) {
+	while ((t = now_s()) < tend && !stop_flag) {
 		if (busy)
 			ioctl(p.fd, MS_IOC_RXSYNC);
 		else if (poll(&pfd, 1, 100) < 0 && errno != EINTR)

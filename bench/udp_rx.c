@@ -3,7 +3,7 @@
  * udp_rx - the OS-path RX baseline: a UDP socket drained with recvmmsg().
  *
  *   udp_rx -a ADDR -p PORT [-t SECONDS] [-w WARMUP] [-W WAIT] [-c CPU]
- *          [-i IFNAME] [-r RCVBUF]
+ *          [-i IFNAME] [-r RCVBUF] [-b]
  *
  * Waits (at most WAIT seconds) for the first datagram, discards WARMUP
  * seconds of traffic, then counts datagrams for SECONDS and prints
@@ -11,7 +11,8 @@
  * (bytes are UDP payload bytes; rcvbuf_errors is the delta of the
  * RcvbufErrors counter of /proc/net/snmp over the window: datagrams the
  * kernel dropped because this socket was full).  Exit 0 with packets=0 when
- * nothing arrived.  offered is the rx_packets delta of IFNAME over the window
+ * nothing arrived.  -b busy-polls (recvmmsg with MSG_DONTWAIT) instead of
+ * sleeping until a datagram arrives.  SIGTERM ends the window early.  offered is the rx_packets delta of IFNAME over the window
  * (what reached the interface; 0 without -i).
  * cpu_busy is how many seconds CPU -c (the system under test) was busy
  * during the window, from /proc/stat: cpu_busy / packets is the cost of
@@ -65,9 +66,9 @@ int main(int argc, char **argv)
 	uint64_t pkts = 0, bytes = 0, e0, e1;
 	const char *addr = NULL, *ifname = NULL;
 	uint64_t o0, o1;
-	int port = 0, cpu = -1, opt, s, i, n, rcvbuf = 8 << 20;
+	int port = 0, cpu = -1, opt, s, i, n, rcvbuf = 8 << 20, busy = 0;
 
-	while ((opt = getopt(argc, argv, "a:p:t:w:W:c:i:r:")) != -1) {
+	while ((opt = getopt(argc, argv, "a:p:t:w:W:c:i:r:b")) != -1) {
 		switch (opt) {
 		case 'a': addr = optarg; break;
 		case 'p': port = atoi(optarg); break;
@@ -77,8 +78,9 @@ int main(int argc, char **argv)
 		case 'c': cpu = atoi(optarg); break;
 		case 'i': ifname = optarg; break;
 		case 'r': rcvbuf = atoi(optarg); break;
+		case 'b': busy = 1; break;
 		default:
-			fprintf(stderr, "usage: udp_rx -a ADDR -p PORT [-t S] [-w S] [-W S] [-c CPU]\n");
+			fprintf(stderr, "usage: udp_rx -a ADDR -p PORT [-t S] [-w S] [-W S] [-c CPU] [-i IF] [-r RCVBUF] [-b]\n");
 			return 2;
 		}
 	}
@@ -87,6 +89,7 @@ int main(int argc, char **argv)
 		die("udp_rx: need -a IPv4-ADDR -p PORT");
 	}
 	pin_cpu(cpu);
+	stop_on_signals();
 	sin.sin_port = htons(port);
 	s = socket(AF_INET, SOCK_DGRAM, 0);
 	if (s < 0)
@@ -127,14 +130,15 @@ int main(int argc, char **argv)
 	t0 = now_s();
 	tend = t0 + secs;
 	for (;;) {
-		n = recvmmsg(s, msgs, VLEN, MSG_WAITFORONE, NULL);
+		n = recvmmsg(s, msgs, VLEN, busy ? MSG_DONTWAIT : MSG_WAITFORONE,
+			     NULL);
 		t = now_s();
 		if (n > 0) {
 			pkts += n;
 			for (i = 0; i < n; i++)
 				bytes += msgs[i].msg_len;
 		}
-		if (t >= tend)
+		if (t >= tend || stop_flag)
 			break;
 	}
 	o1 = dev_rx_packets(ifname);
