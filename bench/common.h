@@ -232,6 +232,68 @@ static inline void build_udp_frame(uint8_t *buf, size_t len,
 		buf[i] = (uint8_t)i;
 }
 
+/* The options both TX programs take (bench/pkt_tx.c, bench/ms_tx.c). */
+struct tx_opts {
+	const char *ifname, *src, *dst;
+	int sport, dport, cpu, len;
+	uint32_t batch;
+	double secs, warm;
+	struct in_addr sa, da;
+	uint8_t dmac[6];
+};
+
+/*
+ * Parses -i IFNAME -a SRC -p SPORT -d DST -D DPORT -M DSTMAC -l LEN
+ * [-t SECONDS] [-w WARMUP] [-c CPU] [-B BATCH] plus the program's own
+ * options `extra` (getopt letters), each handed to on_extra(opt, optarg,
+ * ctx), which returns 0 or -1 for a bad value.  Returns 0; or says
+ * "NAME: bad arguments" and returns 2.
+ */
+static inline int parse_tx_opts(int argc, char **argv, const char *name,
+				const char *extra, uint32_t max_batch,
+				int (*on_extra)(int, const char *, void *),
+				void *ctx, struct tx_opts *o)
+{
+	const char *dmac = NULL;
+	char optstring[64];
+	int opt;
+
+	memset(o, 0, sizeof(*o));
+	o->cpu = -1;
+	o->batch = 256;
+	o->secs = 2;
+	o->warm = 0.3;
+	snprintf(optstring, sizeof(optstring), "i:a:p:d:D:M:l:t:w:c:B:%s",
+		 extra);
+	while ((opt = getopt(argc, argv, optstring)) != -1) {
+		switch (opt) {
+		case 'i': o->ifname = optarg; break;
+		case 'a': o->src = optarg; break;
+		case 'p': o->sport = atoi(optarg); break;
+		case 'd': o->dst = optarg; break;
+		case 'D': o->dport = atoi(optarg); break;
+		case 'M': dmac = optarg; break;
+		case 'l': o->len = atoi(optarg); break;
+		case 't': o->secs = atof(optarg); break;
+		case 'w': o->warm = atof(optarg); break;
+		case 'c': o->cpu = atoi(optarg); break;
+		case 'B': o->batch = (uint32_t)atoi(optarg); break;
+		default:
+			if (opt == '?' || on_extra(opt, optarg, ctx))
+				goto bad;
+		}
+	}
+	if (!o->ifname || !o->src || !o->dst || !dmac || !o->sport || !o->dport ||
+	    o->len < 42 || o->len > 2048 || o->batch < 1 ||
+	    o->batch > max_batch || inet_pton(AF_INET, o->src, &o->sa) != 1 ||
+	    inet_pton(AF_INET, o->dst, &o->da) != 1 || parse_mac(dmac, o->dmac))
+		goto bad;
+	return 0;
+bad:
+	fprintf(stderr, "%s: bad arguments (see bench/%s.c)\n", name, name);
+	return 2;
+}
+
 static volatile sig_atomic_t stop_flag;
 
 static inline void on_stop_signal(int sig)

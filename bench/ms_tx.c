@@ -50,82 +50,66 @@ static uint64_t push(struct msport *p, uint32_t batch, uint16_t len)
 	return k;
 }
 
+static int ms_tx_opt(int opt, const char *arg, void *ctx)
+{
+	if (opt != 's')
+		return -1;
+	*(uint32_t *)ctx = (uint32_t)atoi(arg);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct cpu_times c0, c1;
-	const char *ifname = NULL, *src = NULL, *dst = NULL, *dmac_s = NULL;
-	int sport = 0, dport = 0, cpu = -1, len = 0, opt, s, e;
-	uint32_t batch = 256, slots = 0, i;
-	double secs = 2, warm = 0.3, t0, t = 0, tend;
-	uint8_t smac[6], dmac[6], frame[2048];
-	struct in_addr sa, da;
+	struct tx_opts o;
+	int s, e;
+	uint32_t slots = 0, i;
+	double t0, t = 0, tend;
+	uint8_t smac[6], frame[2048];
 	struct ms_stats st0, st1;
 	uint64_t sub = 0, p0, p1, x0, x1;
 	struct msport p;
 
-	while ((opt = getopt(argc, argv, "i:a:p:d:D:M:l:t:w:c:B:s:")) != -1) {
-		switch (opt) {
-		case 'i': ifname = optarg; break;
-		case 'a': src = optarg; break;
-		case 'p': sport = atoi(optarg); break;
-		case 'd': dst = optarg; break;
-		case 'D': dport = atoi(optarg); break;
-		case 'M': dmac_s = optarg; break;
-		case 'l': len = atoi(optarg); break;
-		case 't': secs = atof(optarg); break;
-		case 'w': warm = atof(optarg); break;
-		case 'c': cpu = atoi(optarg); break;
-		case 'B': batch = (uint32_t)atoi(optarg); break;
-		case 's': slots = (uint32_t)atoi(optarg); break;
-		default:
-			fprintf(stderr, "usage: see the comment in bench/ms_tx.c\n");
-			return 2;
-		}
-	}
-	if (!ifname || !src || !dst || !dmac_s || !sport || !dport ||
-	    len < 42 || len > (int)sizeof(frame) ||
-	    inet_pton(AF_INET, src, &sa) != 1 ||
-	    inet_pton(AF_INET, dst, &da) != 1 || parse_mac(dmac_s, dmac)) {
-		fprintf(stderr, "ms_tx: bad arguments (see bench/ms_tx.c)\n");
+	if (parse_tx_opts(argc, argv, "ms_tx", "s:", UINT32_MAX, ms_tx_opt,
+			  &slots, &o))
 		return 2;
-	}
-	pin_cpu(cpu);
-	if_mac(ifname, smac);
-	build_udp_frame(frame, (size_t)len, dmac, smac, sa, (uint16_t)sport,
-			da, (uint16_t)dport);
-	e = msport_open(&p, ifname, slots);
+	pin_cpu(o.cpu);
+	if_mac(o.ifname, smac);
+	build_udp_frame(frame, (size_t)o.len, o.dmac, smac, o.sa,
+			(uint16_t)o.sport, o.da, (uint16_t)o.dport);
+	e = msport_open(&p, o.ifname, slots);
 	if (e) {
-		fprintf(stderr, "ms_tx: port on %s: %s\n", ifname, strerror(-e));
+		fprintf(stderr, "ms_tx: port on %s: %s\n", o.ifname, strerror(-e));
 		return 3;
 	}
-	s = msport_claim(&p, 1, src, (uint16_t)sport);
+	s = msport_claim(&p, 1, o.src, (uint16_t)o.sport);
 	if (s < 0) {
-		fprintf(stderr, "ms_tx: register udp %s:%d: %s\n", src, sport,
+		fprintf(stderr, "ms_tx: register udp %s:%d: %s\n", o.src, o.sport,
 			strerror(-s));
 		return 3;
 	}
 	/* every TX buffer holds the frame once and for all */
 	for (i = 0; i < p.tx->num_slots; i++)
 		memcpy(ms_buf(p.tx, ms_slot_at(p.tx, i)->buf_idx), frame,
-		       (size_t)len);
+		       (size_t)o.len);
 	fprintf(stderr, "ms_tx: ready on %s udp %s:%d -> %s:%d, %d B\n",
-		ifname, src, sport, dst, dport, len);
+		o.ifname, o.src, o.sport, o.dst, o.dport, o.len);
 
 	t0 = now_s();
-	while (now_s() - t0 < warm)
-		push(&p, batch, (uint16_t)len);
+	while (now_s() - t0 < o.warm)
+		push(&p, o.batch, (uint16_t)o.len);
 	if (msport_stats(&p, &st0))
 		die("MS_IOC_STATS");
-	p0 = dev_tx_packets(ifname);
-	c0 = cpu_times(cpu);
-	x0 = dev_tx_dropped(ifname);
+	p0 = dev_tx_packets(o.ifname);
+	c0 = cpu_times(o.cpu);
+	x0 = dev_tx_dropped(o.ifname);
 	t0 = now_s();
-	tend = t0 + secs;
+	tend = t0 + o.secs;
 	while ((t = now_s()) < tend)
-		sub += push(&p, batch, (uint16_t)len);
-	p1 = dev_tx_packets(ifname);
-	c1 = cpu_times(cpu);
-	x1 = dev_tx_dropped(ifname);
+		sub += push(&p, o.batch, (uint16_t)o.len);
+	p1 = dev_tx_packets(o.ifname);
+	c1 = cpu_times(o.cpu);
+	x1 = dev_tx_dropped(o.ifname);
 	if (msport_stats(&p, &st1))
 		die("MS_IOC_STATS");
 	printf("packets=%llu seconds=%.6f sent=%llu submitted=%llu "
