@@ -26,7 +26,7 @@ from .events import (Connected, ConnectionClosed, DataReceived, EofReceived, Eve
                      LocalProtocolError, RemoteProtocolError, SendSpaceAvailable)
 from .rto import RtoEstimator
 from .sack import ReceiveQueue, Scoreboard
-from .states import RECEIVING, SENDING, SYNCHRONIZED, State
+from .states import RECEIVING, SENDING, SYNCHRONIZED, TRANSITION_NAMES, State
 from .states import Event as Ev
 from .states import next_state
 
@@ -295,7 +295,7 @@ class Connection:
     def _transition(self, event: Ev) -> None:
         old = self.state
         self.state = next_state(old, event)
-        self.stats[f"{old.value}->{self.state.value}"] += 1
+        self.stats[TRANSITION_NAMES[old, self.state]] += 1
         if self.state is State.TIME_WAIT:
             self._timewait_at = None  # set by the caller, which knows the time
         if self.state in (State.CLOSED, State.TIME_WAIT):

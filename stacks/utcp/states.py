@@ -27,6 +27,10 @@ class State(enum.Enum):
     LAST_ACK = "LAST-ACK"
     TIME_WAIT = "TIME-WAIT"
 
+    # Members are singletons compared by identity, so the identity hash agrees with
+    # equality; Enum's own __hash__ is a Python call at every set or dict lookup.
+    __hash__ = object.__hash__
+
 
 class Event(enum.Enum):
     ACTIVE_OPEN = "active open"          # the application connects: SYN goes out
@@ -41,6 +45,8 @@ class Event(enum.Enum):
     ABORT = "abort"                      # the application resets
     RCV_RST = "RST received"
     TIMEOUT = "user timeout"             # retransmissions or keepalives gave up
+
+    __hash__ = object.__hash__           # as State's
 
 
 S, E = State, Event
@@ -69,6 +75,10 @@ for _state in State:
     if _state is not S.CLOSED:
         for _event in (E.ABORT, E.RCV_RST, E.TIMEOUT):
             TRANSITIONS[_state, _event] = S.CLOSED
+
+#: "OLD->NEW" for each transition: the name a connection counts it under.
+TRANSITION_NAMES: dict[tuple[State, State], str] = {
+    (old, new): f"{old.value}->{new.value}" for (old, _), new in TRANSITIONS.items()}
 
 #: States in which both sides have exchanged SYNs.
 SYNCHRONIZED = frozenset({S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSE_WAIT,

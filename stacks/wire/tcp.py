@@ -47,6 +47,22 @@ class TcpFlags(enum.IntFlag):
     ECE = 0x40
     CWR = 0x80
 
+    # Segment handling tests and combines flags all the time; enum's own operators
+    # build each result through the enum constructor, a table lookup is far cheaper.
+    def __and__(self, other):
+        if not isinstance(other, int):
+            return NotImplemented
+        return _FLAGS[int.__and__(self, other)]      # within 0..255, as self is
+
+    def __or__(self, other):
+        if not isinstance(other, int):
+            return NotImplemented
+        value = int.__or__(self, other)
+        return _FLAGS[value] if 0 <= value < 256 else TcpFlags(value)
+
+    __rand__ = __and__
+    __ror__ = __or__
+
 
 # Flag sets by value: indexing is much cheaper than calling the enum.
 _FLAGS = tuple(TcpFlags(value) for value in range(256))
