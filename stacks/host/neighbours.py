@@ -93,7 +93,9 @@ class OwnNeighbours:
 
     def lookup(self, address: IPAddress, now: float) -> MacAddress | None:
         entry = self._cache.get(address)
-        if address not in self._pending and (entry is None or entry.expires <= now):
+        if entry is not None and entry.expires > now:
+            return entry.mac
+        if address not in self._pending:
             self._pending[address] = _Pending(1, now + self.retry_interval)
             self._solicit(address)
         return entry.mac if entry is not None else None

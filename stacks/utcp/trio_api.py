@@ -152,7 +152,7 @@ class TcpLayer:
     def _flush(self, now: float) -> None:
         for src, dst, seg in self.endpoint.segments_to_send(now):
             try:
-                self.host.send_ip(src, dst, PROTOCOL, seg.emit(src, dst))
+                self.host.send_ip(src, dst, PROTOCOL, seg.emit(src, dst), now=now)
             except NoRoute as exc:
                 self.counters["drop_no_route"] += 1
                 # Like Linux's ENETUNREACH: a connect with no route fails at once.
