@@ -26,7 +26,9 @@ from .events import (Connected, ConnectionClosed, DataReceived, EofReceived, Eve
                      LocalProtocolError, RemoteProtocolError, SendSpaceAvailable)
 from .rto import RtoEstimator
 from .sack import ReceiveQueue, Scoreboard
-from .states import RECEIVING, SENDING, SYNCHRONIZED, TRANSITION_NAMES, State
+from .states import (CLOSE_WAIT, CLOSED, CLOSING, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, LAST_ACK,
+                     LISTEN, RECEIVING, SENDING, SYN_RECEIVED, SYN_SENT, SYNCHRONIZED, TIME_WAIT,
+                     TRANSITION_NAMES)
 from .states import Event as Ev
 from .states import next_state
 
@@ -48,7 +50,7 @@ class Connection:
         self.config = config = dataclasses.replace(config) if config is not None else TcpConfig()
         self.local_port = local_port
         self.remote_port = remote_port
-        self.state = State.CLOSED
+        self.state = CLOSED
         self.stats: Counter[str] = Counter()
         self._events: deque[Event] = deque()
         self.error: RemoteProtocolError | None = None
@@ -229,15 +231,15 @@ class Connection:
 
     def close(self) -> None:
         """No more data from this side: FIN follows the queued data."""
-        if self.state in (State.SYN_SENT, State.LISTEN):
+        if self.state in (SYN_SENT, LISTEN):
             self._transition(Ev.CLOSE)
             self._report_closed()
             return
-        if self.state is State.SYN_RECEIVED:
+        if self.state is SYN_RECEIVED:
             self._fin_queued = True    # RFC 9293: queued until ESTABLISHED
             return
-        if self.state not in (State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSE_WAIT):
-            if self._fin_queued or self.state is State.CLOSED:
+        if self.state not in (SYN_RECEIVED, ESTABLISHED, CLOSE_WAIT):
+            if self._fin_queued or self.state is CLOSED:
                 return  # closing twice is harmless
             raise LocalProtocolError(f"cannot close in {self.state.value}")
         self._fin_queued = True
@@ -245,10 +247,10 @@ class Connection:
 
     def abort(self) -> None:
         """Reset the connection: RST to the peer if it has a TCB to reset."""
-        if self.state is State.CLOSED:
+        if self.state is CLOSED:
             return
-        if self.state in SYNCHRONIZED and self.state is not State.TIME_WAIT \
-                or self.state is State.SYN_RECEIVED:
+        if self.state in SYNCHRONIZED and self.state is not TIME_WAIT \
+                or self.state is SYN_RECEIVED:
             self._rst_queue.append(self._bare(RST | ACK, self.snd_max, self.rcv_nxt))
         self._transition(Ev.ABORT)
         self._report_closed()
@@ -263,7 +265,7 @@ class Connection:
 
     def drop(self) -> None:
         """End the connection without a word to the peer (an evicted half-open entry)."""
-        if self.state is not State.CLOSED:
+        if self.state is not CLOSED:
             self._transition(Ev.ABORT)
             self._report_closed()
 
@@ -280,7 +282,7 @@ class Connection:
     def on_unreachable(self, message: str) -> None:
         """An ICMP destination unreachable about this connection (RFC 5461): fatal only
         while connecting, a soft error otherwise."""
-        if self.state is State.SYN_SENT:
+        if self.state is SYN_SENT:
             self._fail("unreachable", message)
         else:
             self.soft_error = message
@@ -296,9 +298,9 @@ class Connection:
         old = self.state
         self.state = next_state(old, event)
         self.stats[TRANSITION_NAMES[old, self.state]] += 1
-        if self.state is State.TIME_WAIT:
+        if self.state is TIME_WAIT:
             self._timewait_at = None  # set by the caller, which knows the time
-        if self.state in (State.CLOSED, State.TIME_WAIT):
+        if self.state in (CLOSED, TIME_WAIT):
             self._rto_at = self._persist_at = self._delack_at = self._keepalive_at = None
 
     def _report_closed(self, error: RemoteProtocolError | None = None) -> None:
@@ -320,16 +322,16 @@ class Connection:
 
     @property
     def closed(self) -> bool:
-        return self.state is State.CLOSED
+        return self.state is CLOSED
 
     # ------------------------------------------------------------------ receiving
 
     def receive(self, seg: TcpRepr, now: float) -> None:
         """Process one arriving segment addressed to this connection."""
         state = self.state
-        if state is State.CLOSED or state is State.LISTEN:
+        if state is CLOSED or state is LISTEN:
             return
-        if state is State.SYN_SENT:
+        if state is SYN_SENT:
             self._receive_in_syn_sent(seg, now)
             return
         self.stats["segments_in"] += 1
@@ -341,7 +343,7 @@ class Connection:
         if flags & RST:
             if seq == self.rcv_nxt:
                 self.stats["rst_in"] += 1
-                if state is State.TIME_WAIT:
+                if state is TIME_WAIT:
                     self._transition(Ev.RCV_RST)
                     return
                 self._fail("reset", "connection reset by peer")
@@ -353,7 +355,7 @@ class Connection:
 
         # RFC 5961 4.2: a SYN in a synchronized state is answered with a challenge ACK.
         if flags & SYN:
-            if state is not State.SYN_RECEIVED:
+            if state is not SYN_RECEIVED:
                 self._challenge_ack(now)
                 return
             if not (flags & ACK and seq == self.irs
@@ -381,7 +383,7 @@ class Connection:
         seg_len = seg.segment_len
         if not self._acceptable(seq, seg_len, wnd):
             self.stats["unacceptable"] += 1
-            if state is State.TIME_WAIT and flags & FIN:
+            if state is TIME_WAIT and flags & FIN:
                 self._timewait_at = now + 2 * self.config.msl   # their FIN again: our ACK was lost
             self._ack_now = True
             return
@@ -397,7 +399,7 @@ class Connection:
         self._last_activity(now)
         if not self._process_ack(seg, seq, now):
             return
-        if self.state is State.CLOSED:
+        if self.state is CLOSED:
             return
 
         payload = seg.payload
@@ -494,7 +496,7 @@ class Connection:
     def _process_ack(self, seg: TcpRepr, seq: int, now: float) -> bool:
         """The ACK field (RFC 9293 3.10.7.4, fifth check).  False means drop the segment."""
         ack = sq.unwrap(seg.ack, self.snd_una)
-        if self.state is State.SYN_RECEIVED:
+        if self.state is SYN_RECEIVED:
             if self.snd_una < ack <= self.snd_max:
                 self._transition(Ev.RCV_ACK_OF_SYN)
                 self._events.append(Connected())
@@ -533,12 +535,12 @@ class Connection:
             self._set_send_window(seg, seq, ack)
 
         if self._fin_queued and self._fin_acked:
-            if self.state is State.FIN_WAIT_1:
+            if self.state is FIN_WAIT_1:
                 self._transition(Ev.RCV_ACK_OF_FIN)
-            elif self.state is State.CLOSING:
+            elif self.state is CLOSING:
                 self._transition(Ev.RCV_ACK_OF_FIN)
                 self._enter_time_wait(now)
-            elif self.state is State.LAST_ACK:
+            elif self.state is LAST_ACK:
                 self._transition(Ev.RCV_ACK_OF_FIN)
                 self._report_closed()
                 return False
@@ -664,7 +666,7 @@ class Connection:
         self._eof = True
         self._ack_now = True
         self._events.append(EofReceived())
-        if self.state is State.FIN_WAIT_2:
+        if self.state is FIN_WAIT_2:
             self._transition(Ev.RCV_FIN)
             self._enter_time_wait(now)
         else:
@@ -681,7 +683,7 @@ class Connection:
     def on_timer(self, now: float) -> None:
         if self._timewait_at is not None and now >= self._timewait_at:
             self._timewait_at = None
-            if self.state is State.TIME_WAIT:
+            if self.state is TIME_WAIT:
                 self._transition(Ev.TIME_WAIT_EXPIRED)
             return
         if self._delack_at is not None and now >= self._delack_at:
@@ -700,9 +702,9 @@ class Connection:
             self._keepalive_expired(now)
 
     def _retransmission_timeout(self, now: float) -> None:
-        if self.snd_max <= self.snd_una or self.state is State.CLOSED:
+        if self.snd_max <= self.snd_una or self.state is CLOSED:
             return
-        limit = self.config.syn_retries if self.state in (State.SYN_SENT, State.SYN_RECEIVED) \
+        limit = self.config.syn_retries if self.state in (SYN_SENT, SYN_RECEIVED) \
             else self.config.max_retries
         # A peer that shrank its window to zero while our data was in flight turns our
         # retransmissions into window probes: as long as it answers them, it is alive and
@@ -727,12 +729,12 @@ class Connection:
         self._retx_queue.clear()
         self._rtt_seq = None
         self.snd_nxt = self.snd_una          # go back: resend from the first unacknowledged byte
-        if self.state not in (State.SYN_SENT, State.SYN_RECEIVED):
+        if self.state not in (SYN_SENT, SYN_RECEIVED):
             # The first segment goes even into a zero window or a full cwnd.
             self._retx_queue.append(self.snd_una)
 
     def _keepalive_expired(self, now: float) -> None:
-        if self.state not in (State.ESTABLISHED, State.CLOSE_WAIT) or self.snd_max != self.snd_una:
+        if self.state not in (ESTABLISHED, CLOSE_WAIT) or self.snd_max != self.snd_una:
             return
         if self._keepalive_probes >= self.config.keepalive_count:
             self._fail("timeout", "keepalive: peer not responding")
@@ -745,9 +747,9 @@ class Connection:
     def _last_activity(self, now: float) -> None:
         self._last_heard = now
         self._keepalive_probes = 0
-        if self.config.keepalive_idle is not None and self.state in (State.ESTABLISHED,
-                                                                      State.CLOSE_WAIT,
-                                                                      State.SYN_RECEIVED):
+        if self.config.keepalive_idle is not None and self.state in (ESTABLISHED,
+                                                                      CLOSE_WAIT,
+                                                                      SYN_RECEIVED):
             self._keepalive_at = now + self.config.keepalive_idle
 
     def _challenge_ack(self, now: float) -> None:
@@ -769,15 +771,15 @@ class Connection:
         out = self._rst_queue
         self._rst_queue = []
         state = self.state
-        if state is State.CLOSED or state is State.LISTEN:
+        if state is CLOSED or state is LISTEN:
             return out
-        if state in (State.SYN_SENT, State.SYN_RECEIVED):
+        if state in (SYN_SENT, SYN_RECEIVED):
             if self.snd_nxt == self.iss:
                 out.append(self._syn_segment(now))
-            if state is State.SYN_RECEIVED and self._ack_now:
+            if state is SYN_RECEIVED and self._ack_now:
                 self._ack_now = False
             return out
-        if state is not State.TIME_WAIT:
+        if state is not TIME_WAIT:
             self._send_retransmissions(out, now)
             self._send_data(out, now)
             if self._probe_now:
@@ -799,7 +801,7 @@ class Connection:
 
     def _syn_segment(self, now: float) -> TcpRepr:
         cfg = self.config
-        syn_ack = self.state is State.SYN_RECEIVED
+        syn_ack = self.state is SYN_RECEIVED
         if syn_ack:
             flags = SYN | ACK
             ack = sq.wrap(self.rcv_nxt)
@@ -864,8 +866,8 @@ class Connection:
         return self._segment(at, flags, payload, now)
 
     def _send_data(self, out: list[TcpRepr], now: float) -> None:
-        if self.state not in (State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1,
-                              State.CLOSING, State.LAST_ACK):
+        if self.state not in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1,
+                              CLOSING, LAST_ACK):
             return
         cfg = self.config
         while True:

@@ -31,7 +31,7 @@ from .events import LocalProtocolError
 from .isn import IsnGenerator
 from .listener import Admission, Listener
 from .syncookies import SynCookies, peer_isn_of_ack
-from .states import State
+from .states import CLOSED, SYN_RECEIVED, TIME_WAIT
 
 EPHEMERAL_PORTS = range(49152, 65536)
 
@@ -133,7 +133,7 @@ class Endpoint:
         """Deliver a segment from ``src`` to ``dst``; return the connection it went to."""
         key = (dst, seg.dst_port, src, seg.src_port)
         conn = self.connections.get(key)
-        if conn is not None and conn.state is State.TIME_WAIT and self._reopens(conn, seg):
+        if conn is not None and conn.state is TIME_WAIT and self._reopens(conn, seg):
             self.stats["time_wait_reopened"] += 1
             conn.drop()
             del self.connections[key]
@@ -201,7 +201,7 @@ class Endpoint:
         conn = Connection.from_cookie(seg, isn=cookie, mss=mss, now=now,
                                       config=self._config_for(listener.config, src),
                                       ipv6=dst.version == 6)
-        if conn.state is State.CLOSED:
+        if conn.state is CLOSED:
             return None
         conn.key = key
         self.connections[key] = conn
@@ -210,7 +210,7 @@ class Endpoint:
         return conn
 
     def _update_listener(self, conn: Connection) -> None:
-        if conn.state is not State.SYN_RECEIVED:        # established, or gone
+        if conn.state is not SYN_RECEIVED:        # established, or gone
             local_addr, local_port = conn.key[0], conn.key[1]
             listener = self.listeners.get((local_addr, local_port)) \
                 or self.listeners.get((None, local_port))
@@ -263,14 +263,14 @@ class Endpoint:
             local_addr, _, remote_addr, _ = conn.key
             for seg in conn.segments_to_send(now):
                 out.append((local_addr, remote_addr, seg))
-            if conn.state is State.CLOSED and self.connections.get(conn.key) is conn:
+            if conn.state is CLOSED and self.connections.get(conn.key) is conn:
                 del self.connections[conn.key]
                 self._update_listener(conn)
             self._schedule(conn)
         return out
 
     def _schedule(self, conn: Connection) -> None:
-        deadline = conn.poll_at() if conn.state is not State.CLOSED else None
+        deadline = conn.poll_at() if conn.state is not CLOSED else None
         if deadline is None:
             self._scheduled.pop(conn, None)
         elif self._scheduled.get(conn) != deadline:

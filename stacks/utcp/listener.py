@@ -15,7 +15,7 @@ from collections import Counter, OrderedDict, deque
 
 from .config import TcpConfig
 from .connection import Connection
-from .states import SYNCHRONIZED, State
+from .states import CLOSED, SYNCHRONIZED
 
 
 class Admission(enum.Enum):
@@ -76,14 +76,14 @@ class Listener:
             del self.syn_queue[conn.key]
             self.accept_queue.append(conn)
             self.stats["accepted"] += 1
-        elif conn.state is State.CLOSED:
+        elif conn.state is CLOSED:
             del self.syn_queue[conn.key]
 
     def accept(self) -> Connection | None:
         """The oldest established connection not yet taken, or None."""
         while self.accept_queue:
             conn = self.accept_queue.popleft()
-            if conn.state is not State.CLOSED or conn.readable:
+            if conn.state is not CLOSED or conn.readable:
                 return conn
         return None
 

@@ -51,6 +51,12 @@ class Event(enum.Enum):
 
 S, E = State, Event
 
+# The states as module constants too: on Python 3.11 every ``State.X`` goes through
+# EnumType.__getattr__'s slow attribute path, which code run per segment notices.
+CLOSED, LISTEN, SYN_SENT, SYN_RECEIVED = S.CLOSED, S.LISTEN, S.SYN_SENT, S.SYN_RECEIVED
+ESTABLISHED, CLOSE_WAIT, LAST_ACK = S.ESTABLISHED, S.CLOSE_WAIT, S.LAST_ACK
+FIN_WAIT_1, FIN_WAIT_2, CLOSING, TIME_WAIT = S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSING, S.TIME_WAIT
+
 TRANSITIONS: dict[tuple[State, Event], State] = {
     (S.CLOSED, E.ACTIVE_OPEN): S.SYN_SENT,
     (S.CLOSED, E.PASSIVE_OPEN): S.LISTEN,

@@ -36,7 +36,7 @@ from .endpoint import Endpoint
 from .events import LocalProtocolError, RemoteProtocolError
 from .isn import IsnGenerator
 from .listener import Listener
-from .states import State
+from .states import CLOSE_WAIT, CLOSED, ESTABLISHED, SYN_RECEIVED, SYN_SENT, TIME_WAIT
 
 ORPHAN_TIMEOUT = 60.0
 WILDCARDS = {ip_address("0.0.0.0"), ip_address("::")}
@@ -141,7 +141,7 @@ class TcpLayer:
             if deadline > now:
                 break
             del orphans[conn]
-            if conn.state is not State.CLOSED and conn.state is not State.TIME_WAIT:
+            if conn.state is not CLOSED and conn.state is not TIME_WAIT:
                 conn.abort()
                 self.endpoint.touch(conn)
                 self.counters["orphans_dropped"] += 1
@@ -166,8 +166,7 @@ class TcpLayer:
                 lot.unpark_all()
             # TIME-WAIT and CLOSED need no orphan timeout (and every state change
             # passes here), so the orphan table holds only connections still closing.
-            if (conn.state is State.CLOSED or conn.state is State.TIME_WAIT) \
-                    and conn in self._orphans:
+            if (conn.state is CLOSED or conn.state is TIME_WAIT) and conn in self._orphans:
                 del self._orphans[conn]
         for listener, lot in self._listener_lots.items():
             if listener.accept_queue or listener.closed:
@@ -221,7 +220,7 @@ class TcpLayer:
             raise OSError(errno.EADDRINUSE, str(exc)) from None
         stream = UtcpStream(self, conn)
         try:
-            while conn.state is State.SYN_SENT or conn.state is State.SYN_RECEIVED:
+            while conn.state is SYN_SENT or conn.state is SYN_RECEIVED:
                 self.kick(conn)
                 await self.lot(conn).park()
         except BaseException:
@@ -271,7 +270,7 @@ class UtcpStream(trio.abc.HalfCloseableStream):
         conn = self.connection
         if conn.error is not None:
             raise trio.BrokenResourceError(str(conn.error)) from _os_error(conn.error)
-        if conn.state not in (State.ESTABLISHED, State.CLOSE_WAIT, State.SYN_RECEIVED):
+        if conn.state not in (ESTABLISHED, CLOSE_WAIT, SYN_RECEIVED):
             raise trio.BrokenResourceError(f"connection is {conn.state.value}")
 
     async def send_all(self, data) -> None:
@@ -348,11 +347,11 @@ class UtcpStream(trio.abc.HalfCloseableStream):
         if not self._closed:
             self._closed = True
             conn = self.connection
-            if conn.readable or conn.state is State.SYN_SENT:
+            if conn.readable or conn.state is SYN_SENT:
                 conn.abort()                   # unread data is lost: say so with RST
-            elif conn.state in (State.ESTABLISHED, State.CLOSE_WAIT, State.SYN_RECEIVED):
+            elif conn.state in (ESTABLISHED, CLOSE_WAIT, SYN_RECEIVED):
                 conn.close()
-            if conn.state is not State.CLOSED:
+            if conn.state is not CLOSED:
                 self._layer.orphan(conn)
             self._layer.kick(conn)
             self._layer.forget(conn)
