@@ -35,6 +35,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface, ip_address, ip_interface
 
+from multistack.errors import PortClosedError
 from multistack.port import Port
 from stacks.wire.arp import ArpRepr
 from stacks.wire.checksum import checksum
@@ -196,6 +197,8 @@ class Host:
         self._ident = 0
         self._ident6 = 0
         self._in_runtime = False
+        self._running = False
+        self._holding = False
         self._woken = False
         self._wait_scope = None
         neighbours.attach(self)
@@ -258,6 +261,26 @@ class Host:
                 return min(learned[0], self.port.mtu)
             del self._pmtu[dst]  # RFC 8201 5.3: try the link MTU again after a while
         return self.port.mtu
+
+    def hold_output(self) -> None:
+        """Keep output queued until :meth:`release_output` (for an application task's call).
+
+        The runtime then need not be woken for each frame: the release hands
+        them to the port in one batch.
+        """
+        self._holding = True
+
+    def release_output(self) -> None:
+        """End :meth:`hold_output`: the frames queued meanwhile go to the port now
+        if the runtime is running (else they stay queued for it or ``take_output``)."""
+        self._holding = False
+        if self._tx and self._running and not self._in_runtime:
+            try:
+                self.flush()
+            except PortClosedError:
+                pass  # the runtime meets it too, and ends: not the application's error
+        if self._tx:
+            self._kick()
 
     def wakeup(self) -> None:
         """Make the runtime flush output and re-read deadlines soon."""
@@ -656,7 +679,8 @@ class Host:
             self.counters["drop_tx_backlog_full"] += 1
             return
         self._tx.append(frame)
-        self._kick()
+        if not self._holding:
+            self._kick()
 
     def _kick(self) -> None:
         # Output queued from outside the runtime loop (an app task) needs the
@@ -762,20 +786,24 @@ class Host:
         import trio
 
         fd = self.port.fileno()
-        while True:
-            self._woken = False
-            received = self.step(self._clock())
-            if received >= self.rx_batch or self._woken:
-                await trio.lowlevel.checkpoint()
-                continue
-            deadline = self.poll_at()
-            with trio.move_on_at(math.inf if deadline is None else deadline) as scope:
-                self._wait_scope = scope
-                try:
-                    if not self._woken:
-                        await trio.lowlevel.wait_readable(fd)
-                finally:
-                    self._wait_scope = None
+        self._running = True
+        try:
+            while True:
+                self._woken = False
+                received = self.step(self._clock())
+                if received >= self.rx_batch or self._woken:
+                    await trio.lowlevel.checkpoint()
+                    continue
+                deadline = self.poll_at()
+                with trio.move_on_at(math.inf if deadline is None else deadline) as scope:
+                    self._wait_scope = scope
+                    try:
+                        if not self._woken:
+                            await trio.lowlevel.wait_readable(fd)
+                    finally:
+                        self._wait_scope = None
+        finally:
+            self._running = False
 
 
 def _ports(proto: int, transport: bytes) -> tuple[int | None, int | None]:

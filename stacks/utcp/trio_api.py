@@ -176,9 +176,14 @@ class TcpLayer:
         """The application changed something: send what is due and rearm the timers."""
         if conn is not None:
             self.endpoint.touch(conn)
-        self._flush(trio.current_time())
-        # Segments just queued wake the runtime by themselves (Host.send_ip); it needs a
-        # wakeup of ours only when a deadline came earlier than the one it sleeps until.
+        # The segments go to the port at once, without waking the runtime for them; it
+        # needs a wakeup only when a deadline came earlier than the one it sleeps until.
+        host = self.host
+        host.hold_output()
+        try:
+            self._flush(trio.current_time())
+        finally:
+            host.release_output()
         deadline = self._deadline()
         if deadline is not None and (self._promised is None or deadline < self._promised):
             self.host.wakeup()

@@ -120,3 +120,39 @@ async def test_run_ends_with_port_closed_error():
         nursery.start_soon(close_soon)
         with pytest.raises(PortClosedError):
             await ha.run()
+
+
+def test_held_output_goes_to_the_port_at_release_without_waking_the_runtime():
+    # An application task's call holds output and releases it: the frames
+    # leave in one batch from the task, and the sleeping runtime stays asleep.
+    async def main():
+        ha, hb = two_hosts()
+        src, dst = min(ha.ipv4_addresses), min(hb.ipv4_addresses)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ha.run)
+            nursery.start_soon(hb.run)
+            ha.send_ip(src, dst, 17, b"\0" * 8)   # resolves the neighbour
+            await trio.sleep(0.05)  # both runtimes sleep on idle ports now
+            sent = ha.counters["tx_frames"]
+            port_sent = ha.port.stats().tx_frames
+            ha.hold_output()
+            for _ in range(3):
+                ha.send_ip(src, dst, 17, b"\0" * 8)
+            assert ha.pending_output() == 3 and ha.port.stats().tx_frames == port_sent
+            ha.release_output()
+            assert ha.pending_output() == 0 and ha.port.stats().tx_frames == port_sent + 3
+            assert ha.counters["tx_frames"] == sent + 3
+            assert ha._wait_scope is not None and not ha._woken     # never woken
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def test_held_output_stays_queued_without_a_runtime():
+    # Driven by hand: the release leaves the frame (here the ARP request the
+    # packet waits on) for take_output.
+    ha, hb = two_hosts()
+    ha.hold_output()
+    ha.send_ip(min(ha.ipv4_addresses), min(hb.ipv4_addresses), 17, b"\0" * 8, now=0.0)
+    ha.release_output()
+    assert len(ha.take_output()) == 1
