@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter, deque
 
-from stacks.wire.tcp import TcpFlags, TcpRepr
+from stacks.wire.tcp import TcpFlags, TcpRepr, build_tcp_repr
 
 from . import seq as sq
 from .config import TcpConfig
@@ -47,7 +47,7 @@ class Connection:
     def __init__(self, local_port: int, remote_port: int, *, isn: int, now: float,
                  config: TcpConfig | None = None, ipv6: bool = False) -> None:
         # A copy: options set on one connection (Nagle, keepalive) stay with it.
-        self.config = config = dataclasses.replace(config) if config is not None else TcpConfig()
+        self.config = config = config.copy() if config is not None else TcpConfig()
         self.local_port = local_port
         self.remote_port = remote_port
         self.state = CLOSED
@@ -676,9 +676,12 @@ class Connection:
 
     def poll_at(self) -> float | None:
         """The earliest deadline at which :meth:`on_timer` has work, or None."""
-        deadlines = [t for t in (self._rto_at, self._persist_at, self._delack_at,
-                                 self._keepalive_at, self._timewait_at) if t is not None]
-        return min(deadlines) if deadlines else None
+        earliest = None
+        for deadline in (self._rto_at, self._persist_at, self._delack_at, self._keepalive_at,
+                         self._timewait_at):
+            if deadline is not None and (earliest is None or deadline < earliest):
+                earliest = deadline
+        return earliest
 
     def on_timer(self, now: float) -> None:
         if self._timewait_at is not None and now >= self._timewait_at:
@@ -954,8 +957,9 @@ class Connection:
         self._unacked_segments = 0
         self._delack_at = None
         self.stats["segments_out"] += 1
-        return TcpRepr(self.local_port, self.remote_port, sq.wrap(seq_abs), sq.wrap(self.rcv_nxt),
-                       flags, window, timestamp=ts, sack_blocks=blocks, payload=payload)
+        return build_tcp_repr(self.local_port, self.remote_port, sq.wrap(seq_abs),
+                              sq.wrap(self.rcv_nxt), flags, window, timestamp=ts,
+                              sack_blocks=blocks, payload=payload)
 
     def _bare(self, flags: TcpFlags, seq_abs: int, ack_abs: int | None) -> TcpRepr:
         """A reset: no options, no window."""

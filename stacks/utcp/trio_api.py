@@ -162,7 +162,7 @@ class TcpLayer:
                 self.counters["drop_unsendable"] += 1
         for conn in self.endpoint.take_touched():
             lot = self._lots.get(conn)
-            if lot is not None:
+            if lot:             # someone is parked (unparking none still costs)
                 lot.unpark_all()
             # TIME-WAIT and CLOSED need no orphan timeout (and every state change
             # passes here), so the orphan table holds only connections still closing.

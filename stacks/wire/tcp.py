@@ -223,9 +223,9 @@ class TcpRepr:
             mss = window_scale = timestamp = None
             sack_permitted = False
             sack_blocks = ()
-        return _build_tcp(src_port, dst_port, seq, ack, _FLAGS[flags], window, urgent, mss,
-                          window_scale, sack_permitted, sack_blocks, timestamp,
-                          bytes(buf[header_len:]))
+        return build_tcp_repr(src_port, dst_port, seq, ack, _FLAGS[flags], window, urgent, mss,
+                              window_scale, sack_permitted, sack_blocks, timestamp,
+                              bytes(buf[header_len:]))
 
     @property
     def options_len(self) -> int:
@@ -323,5 +323,6 @@ class TcpRepr:
         return b"".join((head[:16], _U16.pack(value), head[18:], payload))
 
 
-# Parsers build one of these per packet: the fast path of TcpRepr(...).
-_build_tcp = fast_constructor(TcpRepr)
+#: TcpRepr(...) for code that builds one per segment (parsers, senders): the same
+#: arguments and result, built faster.
+build_tcp_repr = fast_constructor(TcpRepr)
