@@ -283,6 +283,7 @@ class UtcpStream(trio.abc.HalfCloseableStream):
             await trio.lowlevel.checkpoint_if_cancelled()
             self._check_send()
             view = memoryview(data).cast("B")
+            parked = False
             try:
                 while view:
                     n = self.connection.send(bytes(view[:self.connection.send_space()]))
@@ -291,22 +292,26 @@ class UtcpStream(trio.abc.HalfCloseableStream):
                         self._layer.kick(self.connection)
                     if view:
                         await self._lot.park()
+                        parked = True
                         self._check_send()
             except LocalProtocolError as exc:
                 raise trio.BrokenResourceError(str(exc)) from None
-            await trio.lowlevel.cancel_shielded_checkpoint()
+            if not parked:      # parking was the checkpoint already, as with trio's sockets
+                await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def wait_send_all_might_not_block(self) -> None:
         with self._send_guard:
             await trio.lowlevel.checkpoint_if_cancelled()
             self._check_send()
+            if self.connection.send_space():
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return
             while self.connection.send_space() == 0:
-                await self._lot.park()
+                await self._lot.park()      # the checkpoint
                 if self._closed:
                     raise trio.ClosedResourceError("stream closed")
                 if self.connection.error is not None or self.connection.closed:
                     return      # the next send_all will say what went wrong
-            await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def send_eof(self) -> None:
         with self._send_guard:
@@ -331,22 +336,26 @@ class UtcpStream(trio.abc.HalfCloseableStream):
         with self._receive_guard:
             await trio.lowlevel.checkpoint_if_cancelled()
             conn = self.connection
+            parked = False      # parking is a checkpoint: then none is due at the end
             while True:
                 if self._closed:
                     raise trio.ClosedResourceError("stream closed")
                 if conn.readable:
                     data = conn.read(max_bytes if max_bytes is not None else 65536)
                     self._layer.kick(conn)     # a window update may be due
-                    await trio.lowlevel.cancel_shielded_checkpoint()
+                    if not parked:
+                        await trio.lowlevel.cancel_shielded_checkpoint()
                     return data
                 if conn.eof_received:
-                    await trio.lowlevel.cancel_shielded_checkpoint()
+                    if not parked:
+                        await trio.lowlevel.cancel_shielded_checkpoint()
                     return b""
                 if conn.error is not None:
                     raise trio.BrokenResourceError(str(conn.error)) from _os_error(conn.error)
                 if conn.closed:
                     raise trio.BrokenResourceError("connection closed")
                 await self._lot.park()
+                parked = True
 
     async def aclose(self) -> None:
         if not self._closed:
@@ -378,14 +387,17 @@ class UtcpListener(trio.abc.Listener[UtcpStream]):
         with self._guard:
             await trio.lowlevel.checkpoint_if_cancelled()
             lot = self._layer._listener_lots.get(self.listener)
+            parked = False      # parking is a checkpoint: then none is due at the end
             while True:
                 if self.listener.closed or lot is None:
                     raise trio.ClosedResourceError("listener closed")
                 conn = self.listener.accept()
                 if conn is not None:
-                    await trio.lowlevel.cancel_shielded_checkpoint()
+                    if not parked:
+                        await trio.lowlevel.cancel_shielded_checkpoint()
                     return UtcpStream(self._layer, conn)
                 await lot.park()
+                parked = True
 
     async def aclose(self) -> None:
         if not self.listener.closed:
