@@ -139,9 +139,11 @@ class Endpoint:
             del self.connections[key]
             conn = None
         if conn is not None:
+            half_open = conn.state is SYN_RECEIVED
             conn.receive(seg, now)
             self.touch(conn)
-            self._update_listener(conn)
+            if half_open:           # only a half-open connection is in a listener's queue
+                self._update_listener(conn)
             return conn
         listener = self.listeners.get((dst, seg.dst_port)) or self.listeners.get((None, seg.dst_port))
         flags = seg.flags
