@@ -169,7 +169,7 @@ class TcpLayer:
             if (conn.state is CLOSED or conn.state is TIME_WAIT) and conn in self._orphans:
                 del self._orphans[conn]
         for listener, lot in self._listener_lots.items():
-            if listener.accept_queue or listener.closed:
+            if lot and (listener.accept_queue or listener.closed):
                 lot.unpark_all()
 
     def kick(self, conn: Connection | None = None) -> None:
