@@ -35,7 +35,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface, ip_address, ip_interface
 
-from multistack.errors import PortClosedError
+from multistack.errors import MultiStackError
 from multistack.port import Port
 from stacks.wire.arp import ArpRepr
 from stacks.wire.checksum import checksum
@@ -277,8 +277,8 @@ class Host:
         if self._tx and self._running and not self._in_runtime:
             try:
                 self.flush()
-            except PortClosedError:
-                pass  # the runtime meets it too, and ends: not the application's error
+            except (MultiStackError, OSError):
+                pass  # a port error is the runtime's to meet (below), not the application's
         if self._tx:
             self._kick()
 

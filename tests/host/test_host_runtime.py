@@ -156,3 +156,34 @@ def test_held_output_stays_queued_without_a_runtime():
     ha.send_ip(min(ha.ipv4_addresses), min(hb.ipv4_addresses), 17, b"\0" * 8, now=0.0)
     ha.release_output()
     assert len(ha.take_output()) == 1
+
+
+def test_a_port_error_at_release_is_left_to_the_runtime():
+    # The application's call must not fail for the port: the runtime meets the
+    # error (and ends with it) as it would have without the release.
+    async def main():
+        ha, hb = two_hosts()
+        src, dst = min(ha.ipv4_addresses), min(hb.ipv4_addresses)
+        errors = []
+
+        async def run_a():
+            try:
+                await ha.run()
+            except PortClosedError as exc:
+                errors.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run_a)
+            nursery.start_soon(hb.run)
+            ha.send_ip(src, dst, 17, b"\0" * 8)   # resolves the neighbour
+            await trio.sleep(0.05)
+            ha.hold_output()
+            ha.send_ip(src, dst, 17, b"\0" * 8)
+            ha.port.close()
+            ha.release_output()                   # no exception here
+            assert ha.pending_output() == 1
+            await trio.sleep(0.05)
+            assert len(errors) == 1               # the runtime's
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
