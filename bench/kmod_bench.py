@@ -37,6 +37,7 @@ import re
 import select
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -641,11 +642,6 @@ def best(results):
     return results[-1]
 
 
-def median(values):
-    v = sorted(values)
-    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
-
-
 def path_cost_table(b, pg, sizes, count, reps):
     """The receive paths' own cost per frame, the generator's subtracted.
 
@@ -686,7 +682,7 @@ def path_cost_table(b, pg, sizes, count, reps):
                 med[kind] = None
                 notes.append("%d B, %s: %s" % (size, kind, bad[-1]))
                 continue
-            med[kind] = median(good)
+            med[kind] = statistics.median(good)
             spread_.append("%s %.2f-%.2f" % (kind, min(good), max(good)))
             dropped = sum(r["drops"] for r in rs if isinstance(r, dict))
             if dropped:
