@@ -369,8 +369,14 @@ class Connection:
             flags = seg.flags
             seq = self.irs + 1
 
+        # RFC 7323 3.2: once timestamps are agreed, a segment without TSopt is dropped
+        # silently (never aborting the connection); RSTs were handled above.
+        if self.ts_ok and seg.timestamp is None:
+            self.stats["ts_missing_dropped"] += 1
+            return
+
         # RFC 7323 5.3: PAWS rejects segments with a timestamp older than TS.Recent.
-        if self.ts_ok and seg.timestamp is not None and self.ts_recent is not None \
+        if self.ts_ok and self.ts_recent is not None \
                 and sq.lt(seg.timestamp[0], self.ts_recent) \
                 and now - self._ts_recent_at < PAWS_IDLE:
             self.stats["paws_rejected"] += 1
@@ -391,7 +397,7 @@ class Connection:
         if not flags & ACK:
             return
 
-        if self.ts_ok and seg.timestamp is not None and seq <= self._last_ack_sent \
+        if self.ts_ok and seq <= self._last_ack_sent \
                 and (self.ts_recent is None or sq.ge(seg.timestamp[0], self.ts_recent)):
             self.ts_recent = seg.timestamp[0]
             self._ts_recent_at = now

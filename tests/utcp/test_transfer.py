@@ -5,7 +5,7 @@ import pytest
 from stacks.utcp import ConnectionClosed, State
 from stacks.utcp.congestion import Cubic, NewReno, initial_window
 
-from .templates import (ACK, FIN, LOCAL_ISS, PSH, REMOTE_ISS, WINDOW, established,
+from .templates import (ACK, FIN, LOCAL_ISS, PSH, REMOTE_ISS, RST, WINDOW, established,
                         listen_and_syn, local, only, plain_config, remote, send_data, sent)
 
 
@@ -329,6 +329,23 @@ def test_timestamps_echo_and_paws_rejects_old_segments():
     assert conn.readable == 3                        # "old" was dropped ...
     assert conn.stats["paws_rejected"] == 1
     assert only(conn, 0.02).ack == REMOTE_ISS + 4    # ... and answered with an ACK
+
+
+def test_segments_without_timestamps_are_dropped_once_agreed():
+    conn, our_ts = ts_conn()
+    conn.receive(remote(1, 1, ACK, b"bare"), 0.01)          # RFC 7323 3.2: no TSopt
+    assert conn.readable == 0 and conn.state is State.ESTABLISHED
+    assert conn.stats["ts_missing_dropped"] == 1
+    assert sent(conn, 0.01) == []                            # dropped silently
+    conn.receive(remote(1, 1, RST), 0.02)                   # an RST needs none
+    assert conn.state is State.CLOSED
+
+
+def test_segments_with_timestamps_pass_after_a_bare_one():
+    conn, our_ts = ts_conn()
+    conn.receive(remote(1, 1, ACK, b"bare"), 0.01)
+    conn.receive(remote(1, 1, ACK, b"data", timestamp=(1002, our_ts)), 0.02)
+    assert conn.readable == 4
 
 
 def test_timestamps_give_rtt_samples_on_every_ack():
