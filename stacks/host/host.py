@@ -133,6 +133,9 @@ class ProtocolHandler(typing.Protocol):
     """
 
     def on_packet(self, src: IPAddress, dst: IPAddress, payload: memoryview, now: float) -> None: ...
+    def on_batch_end(self, now: float) -> None:
+        """The packets of one receive batch are all in: answer them now (one ACK
+        for several segments of a connection, one wakeup for several arrivals)."""
     def on_icmp_error(self, error: IcmpError, now: float) -> None: ...
     def poll_at(self) -> float | None: ...
     def on_timer(self, now: float) -> None: ...
@@ -189,6 +192,7 @@ class Host:
         self.counters: Counter[str] = Counter()
         self.reassembler = Reassembler(counters=self.counters)
         self._handlers: dict[int, ProtocolHandler] = {}
+        self._batch: dict[int, None] = {}   # protocols that got packets in this batch
         self._tx: list[bytes] = []
         # Packets (ethertype, ip packet, src, dst, proto, transport offset) waiting
         # for their next hop's MAC.
@@ -351,7 +355,27 @@ class Host:
     # -- core: receive --------------------------------------------------
 
     def handle_frame(self, frame: memoryview | bytes, now: float) -> None:
-        """Process one received Ethernet frame."""
+        """Process one received Ethernet frame (a batch of one)."""
+        self._receive(frame, now)
+        self._end_batch(now)
+
+    def handle_frames(self, frames: Iterable[memoryview | bytes], now: float) -> None:
+        """Process a batch of received frames; the transports answer once, at its end."""
+        receive = self._receive
+        for frame in frames:
+            receive(frame, now)
+        self._end_batch(now)
+
+    def _end_batch(self, now: float) -> None:
+        if self._batch:
+            protocols = list(self._batch)
+            self._batch.clear()
+            for proto in protocols:
+                handler = self._handlers.get(proto)
+                if handler is not None:
+                    handler.on_batch_end(now)
+
+    def _receive(self, frame: memoryview | bytes, now: float) -> None:
         self.counters["rx_frames"] += 1
         if len(frame) >= 34 and frame[14] == 0x45 and frame[12] == 0x08 and frame[13] == 0:
             if self._fast_ipv4(frame, now):
@@ -488,6 +512,7 @@ class Host:
             return
         self.counters["rx_delivered"] += 1
         handler.on_packet(src, dst, payload, now)
+        self._batch[proto] = None
 
     def _handle_icmpv4(self, ip: Ipv4Repr, payload: memoryview, now: float) -> None:
         try:
@@ -773,8 +798,7 @@ class Host:
         self._in_runtime = True
         try:
             frames = self.port.recv_batch(self.rx_batch)
-            for frame in frames:
-                self.handle_frame(frame, now)
+            self.handle_frames(frames, now)
             self.run_timers(now)
         finally:
             self._in_runtime = False

@@ -180,6 +180,9 @@ class UdpLayer:
         self.counters["rx_datagrams"] += 1
         endpoint.datagram_received(Datagram(bytes(payload[8:length]), (src, src_port), (dst, dst_port)))
 
+    def on_batch_end(self, now: float) -> None:
+        pass  # each datagram was handed over as it came
+
     def on_icmp_error(self, error: IcmpError, now: float) -> None:
         endpoint = self.lookup(error.src, error.src_port) if error.src_port is not None else None
         if endpoint is None:

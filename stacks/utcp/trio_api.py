@@ -104,6 +104,10 @@ class TcpLayer:
             conn.read()
             conn.abort()      # nobody will read this: tell the sender (as Linux does)
             self.counters["orphan_reset_on_data"] += 1
+
+    def on_batch_end(self, now: float) -> None:
+        # One flush per receive batch: segments of a connection that arrived
+        # together get one answer, and parked tasks one wakeup.
         self._flush(now)
 
     def on_icmp_error(self, error: IcmpError, now: float) -> None:

@@ -38,9 +38,13 @@ class RecordingHandler:
     errors: list = field(default_factory=list)
     deadline: float | None = None
     timer_calls: list = field(default_factory=list)
+    batch_ends: list = field(default_factory=list)
 
     def on_packet(self, src, dst, payload, now):
         self.packets.append((src, dst, bytes(payload), now))
+
+    def on_batch_end(self, now):
+        self.batch_ends.append((len(self.packets), now))
 
     def on_icmp_error(self, error, now):
         self.errors.append(error)

@@ -173,6 +173,19 @@ def test_delivers_to_the_protocol_handler():
     assert host.counters["rx_delivered"] == 2
 
 
+def test_a_batch_ends_once_for_the_handlers_that_got_packets():
+    host, clock = make_host()
+    udp, idle = RecordingHandler(), RecordingHandler()
+    host.attach(17, udp)
+    host.attach(6, idle)
+    frames = [ipv4(PEER_V4, HOST_V4, UdpRepr(5000, 7, b"%d" % i)) for i in range(3)]
+    host.handle_frames(frames, clock.now)
+    assert udp.batch_ends == [(3, clock.now)]       # after all three, not per packet
+    assert idle.batch_ends == []                    # nothing arrived for it
+    host.handle_frame(frames[0], clock.now)         # a single frame is a batch of one
+    assert udp.batch_ends == [(3, clock.now), (4, clock.now)]
+
+
 def test_attach_refuses_duplicates_and_icmp():
     host, _ = make_host()
     host.attach(17, RecordingHandler())
