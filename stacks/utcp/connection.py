@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter, deque
 
-from stacks.wire.tcp import TcpFlags, TcpRepr, build_tcp_repr
+from stacks.wire.tcp import FLAGS_BY_VALUE, TcpFlags, TcpRepr, build_tcp_repr
 
 from . import seq as sq
 from .config import TcpConfig
@@ -32,7 +32,10 @@ from .states import (CLOSE_WAIT, CLOSED, CLOSING, ESTABLISHED, FIN_WAIT_1, FIN_W
 from .states import Event as Ev
 from .states import next_state
 
-ACK, SYN, FIN, RST, PSH = TcpFlags.ACK, TcpFlags.SYN, TcpFlags.FIN, TcpFlags.RST, TcpFlags.PSH
+# Plain ints: segment handling tests and combines flags all the time, and the enum's
+# operators are Python calls.  Segments built here get TcpFlags by FLAGS_BY_VALUE.
+ACK, SYN, FIN, RST, PSH = (f.value for f in (TcpFlags.ACK, TcpFlags.SYN, TcpFlags.FIN,
+                                              TcpFlags.RST, TcpFlags.PSH))
 
 #: RFC 9293 3.7.1: the MSS assumed when the peer sends none.
 DEFAULT_MSS_V4 = 536
@@ -158,7 +161,8 @@ class Connection:
         (its ISN and MSS, no other options) and our SYN-ACK (ISN = cookie),
         then the ACK is processed as usual, data included.
         """
-        syn = TcpRepr(ack.src_port, ack.dst_port, sq.add(ack.seq, -1), 0, SYN, ack.window, mss=mss)
+        syn = TcpRepr(ack.src_port, ack.dst_port, sq.add(ack.seq, -1), 0, TcpFlags.SYN,
+                      ack.window, mss=mss)
         conn = cls.accept(syn, isn=isn, now=now, config=config, ipv6=ipv6)
         conn.rcv_wscale = 0                      # the cookie's SYN-ACK offered no options
         conn.snd_nxt = conn.snd_max = conn.iss + 1
@@ -335,7 +339,7 @@ class Connection:
             self._receive_in_syn_sent(seg, now)
             return
         self.stats["segments_in"] += 1
-        flags = seg.flags
+        flags = int(seg.flags)
         seq = sq.unwrap(seg.seq, self.rcv_nxt)
         wnd = max(self.rcv_adv - self.rcv_nxt, 0)
 
@@ -365,8 +369,8 @@ class Connection:
                 return
             # Simultaneous open: their SYN-ACK crossed ours.  Its SYN is old news, its ACK
             # completes our handshake (as Linux accepts it), so go on without the SYN.
-            seg = dataclasses.replace(seg, flags=flags & ~SYN, seq=sq.wrap(self.irs + 1))
-            flags = seg.flags
+            flags &= ~SYN
+            seg = dataclasses.replace(seg, flags=FLAGS_BY_VALUE[flags], seq=sq.wrap(self.irs + 1))
             seq = self.irs + 1
 
         # RFC 7323 3.2: once timestamps are agreed, a segment without TSopt is dropped
@@ -445,7 +449,7 @@ class Connection:
         return nxt <= seq < nxt + wnd or nxt <= end < nxt + wnd
 
     def _receive_in_syn_sent(self, seg: TcpRepr, now: float) -> None:
-        flags = seg.flags
+        flags = int(seg.flags)
         ack = sq.unwrap(seg.ack, self.snd_una)
         if flags & ACK and not (self.iss < ack <= self.snd_max):
             if not flags & RST:
@@ -529,7 +533,7 @@ class Connection:
         old_wnd = self.snd_wnd
         if ack > self.snd_una:
             self._new_ack(ack, seg, now)
-        elif ack == self.snd_una and not seg.payload and not seg.flags & (SYN | FIN) \
+        elif ack == self.snd_una and not seg.payload and not int(seg.flags) & (SYN | FIN) \
                 and self.snd_max > self.snd_una \
                 and ((seg.window << self.snd_wscale) == old_wnd or new_sack):
             # RFC 5681's duplicate ACK; with SACK, an ACK bringing new SACK information
@@ -836,8 +840,9 @@ class Connection:
         if self._rto_at is None:
             self._rto_at = now + self.rto.rto
         self._ack_now = False
-        return TcpRepr(self.local_port, self.remote_port, sq.wrap(self.iss), ack, flags, window,
-                       mss=cfg.mss, window_scale=wscale, sack_permitted=sack, timestamp=ts)
+        return TcpRepr(self.local_port, self.remote_port, sq.wrap(self.iss), ack,
+                       FLAGS_BY_VALUE[flags], window, mss=cfg.mss, window_scale=wscale,
+                       sack_permitted=sack, timestamp=ts)
 
     def _send_retransmissions(self, out: list[TcpRepr], now: float) -> None:
         queue, self._retx_queue = self._retx_queue, []
@@ -950,7 +955,7 @@ class Connection:
             if self.snd_wnd:
                 self._persist_backoff = 0
 
-    def _segment(self, seq_abs: int, flags: TcpFlags, payload: bytes, now: float) -> TcpRepr:
+    def _segment(self, seq_abs: int, flags: int, payload: bytes, now: float) -> TcpRepr:
         """A synchronized-state segment: ACK, window, timestamp and SACK blocks filled in."""
         window = self._advertise()
         ts = (self._ts_now(now), self.ts_recent or 0) if self.ts_ok else None
@@ -964,13 +969,14 @@ class Connection:
         self._delack_at = None
         self.stats["segments_out"] += 1
         return build_tcp_repr(self.local_port, self.remote_port, sq.wrap(seq_abs),
-                              sq.wrap(self.rcv_nxt), flags, window, timestamp=ts,
-                              sack_blocks=blocks, payload=payload)
+                              sq.wrap(self.rcv_nxt), FLAGS_BY_VALUE[flags], window,
+                              timestamp=ts, sack_blocks=blocks, payload=payload)
 
-    def _bare(self, flags: TcpFlags, seq_abs: int, ack_abs: int | None) -> TcpRepr:
+    def _bare(self, flags: int, seq_abs: int, ack_abs: int | None) -> TcpRepr:
         """A reset: no options, no window."""
         ack = sq.wrap(ack_abs) if ack_abs is not None and flags & ACK else 0
-        return TcpRepr(self.local_port, self.remote_port, sq.wrap(seq_abs), ack, flags, 0)
+        return TcpRepr(self.local_port, self.remote_port, sq.wrap(seq_abs), ack,
+                       FLAGS_BY_VALUE[flags], 0)
 
     # ------------------------------------------------------------------ sizes
 

@@ -52,20 +52,21 @@ class TcpFlags(enum.IntFlag):
     def __and__(self, other):
         if not isinstance(other, int):
             return NotImplemented
-        return _FLAGS[int.__and__(self, other)]      # within 0..255, as self is
+        return FLAGS_BY_VALUE[int.__and__(self, other)]      # within 0..255, as self is
 
     def __or__(self, other):
         if not isinstance(other, int):
             return NotImplemented
         value = int.__or__(self, other)
-        return _FLAGS[value] if 0 <= value < 256 else TcpFlags(value)
+        return FLAGS_BY_VALUE[value] if 0 <= value < 256 else TcpFlags(value)
 
     __rand__ = __and__
     __ror__ = __or__
 
 
-# Flag sets by value: indexing is much cheaper than calling the enum.
-_FLAGS = tuple(TcpFlags(value) for value in range(256))
+#: TcpFlags by value (0..255): indexing is much cheaper than calling the enum, so
+#: per-segment code computes flags as plain ints and converts once.
+FLAGS_BY_VALUE = tuple(TcpFlags(value) for value in range(256))
 
 
 class TcpPacket:
@@ -106,7 +107,7 @@ class TcpPacket:
 
     @property
     def flags(self) -> TcpFlags:
-        return _FLAGS[self.buffer[13]]
+        return FLAGS_BY_VALUE[self.buffer[13]]
 
     @property
     def checksum(self) -> int:
@@ -223,8 +224,8 @@ class TcpRepr:
             mss = window_scale = timestamp = None
             sack_permitted = False
             sack_blocks = ()
-        return build_tcp_repr(src_port, dst_port, seq, ack, _FLAGS[flags], window, urgent, mss,
-                              window_scale, sack_permitted, sack_blocks, timestamp,
+        return build_tcp_repr(src_port, dst_port, seq, ack, FLAGS_BY_VALUE[flags], window, urgent,
+                              mss, window_scale, sack_permitted, sack_blocks, timestamp,
                               bytes(buf[header_len:]))
 
     @property
@@ -250,9 +251,8 @@ class TcpRepr:
     @property
     def segment_len(self) -> int:
         """Sequence space the segment consumes: payload plus one each for SYN and FIN."""
-        flags = self.flags
-        return len(self.payload) + (1 if flags & TcpFlags.SYN else 0) \
-            + (1 if flags & TcpFlags.FIN else 0)
+        flags = int(self.flags)             # a plain int: no enum operators
+        return len(self.payload) + (flags & 1) + (flags >> 1 & 1)      # FIN bit 0, SYN bit 1
 
     def _options(self) -> bytes:
         # The layout Linux writes: MSS, SACK-permitted/timestamps, window scale,
