@@ -1012,10 +1012,10 @@ class Connection:
         return field
 
     def _choose_window_scale(self) -> int:
-        shift = 0
-        while (65535 << shift) < self.config.recv_buffer and shift < MAX_WINDOW_SCALE:
-            shift += 1
-        return shift
+        """The smallest shift with 65535 << shift >= the receive buffer (at most 14)."""
+        # ceil(buffer / 65535) rounded up to a power of two, as a shift count
+        units = -(-self.config.recv_buffer // 65535)
+        return min(max(units - 1, 0).bit_length(), MAX_WINDOW_SCALE)
 
     def _ts_now(self, now: float) -> int:
         return (int(now * 1000) + self._ts_offset) & sq.MASK
