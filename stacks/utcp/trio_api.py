@@ -228,10 +228,16 @@ class TcpLayer:
         except LocalProtocolError as exc:
             raise OSError(errno.EADDRINUSE, str(exc)) from None
         stream = UtcpStream(self, conn)
+        parked = False
         try:
-            while conn.state is SYN_SENT or conn.state is SYN_RECEIVED:
-                self.kick(conn)
+            while True:
+                self.kick(conn)       # sending may settle it at once (no route)
+                if conn.state is not SYN_SENT and conn.state is not SYN_RECEIVED:
+                    break
                 await self.lot(conn).park()
+                parked = True
+            if not parked:
+                await trio.lowlevel.checkpoint()
         except BaseException:
             conn.abort()
             self.kick(conn)

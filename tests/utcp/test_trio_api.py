@@ -286,9 +286,11 @@ async def test_listener_errors_and_port_zero():
         await listener.aclose()
         with pytest.raises(trio.ClosedResourceError):
             await listener.accept()
+        started = trio.current_time()
         with pytest.raises(OSError) as exc:
             await open_tcp_stream(client, "192.168.99.1", 80)     # no route, no gateway
         assert exc.value.errno == errno.EHOSTUNREACH
+        assert trio.current_time() - started < 0.5              # at once, not after an RTO
 
 
 async def test_connect_from_a_chosen_local_port():
