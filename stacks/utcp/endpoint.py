@@ -272,26 +272,46 @@ class Endpoint:
         return out
 
     def _schedule(self, conn: Connection) -> None:
+        # A deadline that moved later keeps its earlier heap entry, which is filed
+        # again only when it reaches the top (_settle_top).  Deadlines move later on
+        # nearly every ACK (the RTO restarts), so this saves a heap push per segment.
         deadline = conn.poll_at() if conn.state is not CLOSED else None
         if deadline is None:
             self._scheduled.pop(conn, None)
-        elif self._scheduled.get(conn) != deadline:
+            return
+        filed = self._scheduled.get(conn)
+        if filed is None or deadline < filed:
             self._scheduled[conn] = deadline
             heapq.heappush(self._timers, (deadline, next(self._tiebreak), conn))
 
-    def _drop_stale(self) -> None:
+    def _settle_top(self) -> None:
+        """Make the heap's first entry the true earliest deadline: drop entries
+        superseded by an earlier one, file again those whose deadline moved later."""
         timers = self._timers
-        while timers and self._scheduled.get(timers[0][2]) != timers[0][0]:
+        scheduled = self._scheduled
+        while timers:
+            filed, _, conn = timers[0]
+            if scheduled.get(conn) != filed:
+                heapq.heappop(timers)                   # superseded
+                continue
+            deadline = conn.poll_at() if conn.state is not CLOSED else None
+            if deadline == filed:
+                return
             heapq.heappop(timers)
+            if deadline is None:
+                del scheduled[conn]
+            else:                                       # it moved later
+                scheduled[conn] = deadline
+                heapq.heappush(timers, (deadline, next(self._tiebreak), conn))
 
     def poll_at(self) -> float | None:
-        self._drop_stale()
+        self._settle_top()
         return self._timers[0][0] if self._timers else None
 
     def on_timer(self, now: float) -> None:
         timers = self._timers
         while True:
-            self._drop_stale()
+            self._settle_top()
             if not timers or timers[0][0] > now:
                 break
             _, _, conn = heapq.heappop(timers)
