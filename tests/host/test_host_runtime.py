@@ -176,14 +176,18 @@ def test_a_port_error_at_release_is_left_to_the_runtime():
             nursery.start_soon(run_a)
             nursery.start_soon(hb.run)
             ha.send_ip(src, dst, 17, b"\0" * 8)   # resolves the neighbour
-            await trio.sleep(0.05)
+            with trio.fail_after(5):
+                while dst not in ha.neighbours.entries():
+                    await trio.sleep(0.01)
             ha.hold_output()
             ha.send_ip(src, dst, 17, b"\0" * 8)
             ha.port.close()
             ha.release_output()                   # no exception here
             assert ha.pending_output() == 1
-            await trio.sleep(0.05)
-            assert len(errors) == 1               # the runtime's
+            with trio.fail_after(5):
+                while not errors:                 # the runtime's
+                    await trio.sleep(0.01)
+            assert len(errors) == 1
             nursery.cancel_scope.cancel()
 
     trio.run(main)
