@@ -291,6 +291,12 @@ class Connection:
         else:
             self.soft_error = message
 
+    @property
+    def ack_due(self) -> bool:
+        """An ACK is owed at once: RFC 5681 4.2 wants one for every second full
+        segment and for each out-of-order one (the sender counts duplicates)."""
+        return self._ack_now
+
     def events(self) -> list[Event]:
         out = list(self._events)
         self._events.clear()

@@ -100,14 +100,20 @@ class TcpLayer:
             self.counters["drop_malformed"] += 1
             return
         conn = self.endpoint.receive(src, dst, seg, now)
-        if conn is not None and conn in self._orphans and conn.readable:
+        if conn is None:
+            return
+        if conn in self._orphans and conn.readable:
             conn.read()
             conn.abort()      # nobody will read this: tell the sender (as Linux does)
             self.counters["orphan_reset_on_data"] += 1
+        if conn.ack_due:
+            # Not coalesced into the batch's answer: the sender's ACK clock and its
+            # duplicate-ACK count need every one of these.
+            self._flush(now)
 
     def on_batch_end(self, now: float) -> None:
-        # One flush per receive batch: segments of a connection that arrived
-        # together get one answer, and parked tasks one wakeup.
+        # Otherwise one flush per receive batch: segments that arrived together
+        # get one answer, and parked tasks one wakeup.
         self._flush(now)
 
     def on_icmp_error(self, error: IcmpError, now: float) -> None:
