@@ -21,7 +21,10 @@
  *                 port->dead.  Taken by the ioctls (process context), by
  *                 release(), by /proc readers; held by the netdevice
  *                 notifier.
- *   port->tx_mutex  serialises TX sync (ioctl / poll, process context).
+ *   port->tx_mutex  serialises TX sync (ioctl / poll, process context);
+ *                 guards tx_hwcur and tx_pages.  Inside TX sync, the TX
+ *                 queue lock of the device (qdisc bypass) nests within
+ *                 it, with BH disabled.
  *   port->rx_lock   spinlock (BH) protecting the RX ring's kernel indices
  *                 (rx_hwtail, rx_hwhead) and the RX slots/buffers writes;
  *                 taken by the rx_handler (softirq) and by RX sync/poll.
@@ -80,6 +83,15 @@ struct ms_iface {
 	struct hlist_head table[MS_HASH_SIZE];	/* RCU; writers rtnl */
 };
 
+/* pages TX skbs are carved from (ms_tx.c), recycled per port */
+#define MS_TX_PAGES		4
+#define MS_TX_PAGE_ORDER	3
+struct ms_tx_pages {
+	struct page *page[MS_TX_PAGES];
+	u32 cur;			/* page being carved */
+	u32 offset;			/* next free byte in it */
+};
+
 struct ms_port {
 	struct ms_iface *iface;			/* holds a kref */
 	struct list_head node;			/* iface->ports, rtnl */
@@ -99,6 +111,9 @@ struct ms_port {
 
 	struct mutex tx_mutex;
 	u32 tx_hwcur;				/* tx_mutex */
+	struct ms_tx_pages tx_pages;		/* tx_mutex: TX skb data */
+	bool qdisc_bypass;			/* MS_PORT_F_QDISC_BYPASS, set
+						 * at bind */
 
 	spinlock_t rx_lock;
 	u32 rx_hwtail;				/* next slot to fill */
@@ -169,6 +184,7 @@ rx_handler_result_t ms_rx_handler(struct sk_buff **pskb);
 
 /* ms_tx.c */
 int ms_port_txsync(struct ms_port *port);
+void ms_port_tx_free_pages(struct ms_port *port);
 
 /* ms_stats.c */
 void ms_stats_sum(struct ms_pcpu_stats __percpu *s, u64 *out);

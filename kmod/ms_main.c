@@ -327,7 +327,8 @@ static long ms_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 
 		if (copy_from_user(&req, uarg, sizeof(req)))
 			return -EFAULT;
-		if (ms_check_hdr(req.version, req.flags) ||
+		if (ms_check_hdr(req.version,
+				 req.flags & ~MS_PORT_F_ALL) ||
 		    !ms_zero(req.reserved, sizeof(req.reserved)) ||
 		    !ms_name_ok(req.ifname) || req.mem_size ||
 		    req.ifindex || req.port_id)

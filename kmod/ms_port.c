@@ -116,6 +116,7 @@ void ms_port_fill_info(struct ms_port *port, struct ms_port_req *req)
 	req->mem_size = port->mem_size;
 	req->ifindex = port->iface->ifindex;
 	req->port_id = port->id;
+	req->flags = port->qdisc_bypass ? MS_PORT_F_QDISC_BYPASS : 0;
 }
 
 int ms_port_bind(struct ms_file *mf, struct ms_port_req *req)
@@ -161,6 +162,7 @@ int ms_port_bind(struct ms_file *mf, struct ms_port_req *req)
 	strscpy(port->nifp->ni_name, iface->name, sizeof(port->nifp->ni_name));
 	kref_get(&iface->ref);
 	port->iface = iface;
+	port->qdisc_bypass = req->flags & MS_PORT_F_QDISC_BYPASS;
 	port->id = (u32)atomic_inc_return(&ms_port_ids);
 	port->pid = get_task_pid(current, PIDTYPE_TGID);
 	list_add_tail(&port->node, &iface->ports);
@@ -193,6 +195,7 @@ void ms_port_release(struct ms_port *port)
 	put_pid(port->pid);
 	vfree(port->mem);
 	free_percpu(port->stats);
+	ms_port_tx_free_pages(port);	/* skbs in flight keep theirs */
 	mutex_destroy(&port->tx_mutex);
 	kfree(port);
 	atomic_dec(&ms_live_ports);

@@ -4,18 +4,35 @@
  *
  * Context: process context (MS_IOC_TXSYNC, poll), may sleep; serialised per
  * port by port->tx_mutex.  The device is taken from iface->dev under RCU and
- * held (netdev_hold) for the batch; the registration table is read under
- * rcu_read_lock per frame.
+ * held (netdev_hold) for the sync.  Slots are handled in bursts of at most
+ * MS_TX_BURST frames; between bursts nothing is held but tx_mutex and the
+ * device reference, and the task may be rescheduled (cond_resched).  Within
+ * a burst:
+ *   1. prepare: each frame is copied out of the shared buffer into a
+ *      fresh skb (data carved from the port's recycled pages,
+ *      port->tx_pages, under tx_mutex; GFP_KERNEL) and all checks run on
+ *      that private copy (user space may rewrite the shared buffer
+ *      concurrently);
+ *   2. ownership: the burst's source tuples are looked up in the
+ *      registration table under one rcu_read_lock;
+ *   3. send:
+ *      - default: dev_queue_xmit() per frame, so the interface's qdisc
+ *        (tc, netem, shaping) sees every frame;
+ *      - MS_PORT_F_QDISC_BYPASS: under rcu_read_lock_bh, the TX queue's
+ *        lock (HARD_TX_LOCK) taken once for the burst, frames handed to
+ *        the driver with netdev_start_xmit(), xmit_more set on all but the
+ *        last.  Packet taps (tcpdump) still see them.  A frame the driver
+ *        cannot take (queue stopped, NETDEV_TX_BUSY, device down or no
+ *        carrier) goes through dev_queue_xmit() after the lock is dropped,
+ *        so it is queued, sent or counted like in the default mode.
  *
- * Every frame is first copied out of the shared buffer into a fresh skb,
- * and all checks run on that private copy (user space may rewrite the
- * shared buffer concurrently).  Checks, in order, each counted on its own:
+ * Checks, in order, each counted on its own:
  *   runt (< MS_MIN_FRAME), oversize (> MTU + 14 or > buf_size), bad slot
  *   (buf_idx out of range), fragment, malformed (not IPv4/IPv6 TCP/UDP or
  *   bad lengths / IPv4 header checksum), bad MAC (Ethernet source is not
  *   the interface's address), not owned (source tuple registered nowhere),
- *   owned by another port.
- * A frame that passes is handed to dev_queue_xmit().
+ *   owned by another port.  Counters are summed locally and added to the
+ *   per-CPU port and interface counters once per sync.
  */
 #include <linux/kernel.h>
 #include <linux/skbuff.h>
@@ -23,63 +40,176 @@
 #include <linux/etherdevice.h>
 #include <linux/if_ether.h>
 #include <linux/rtnetlink.h>
+#include <linux/sched.h>
 
 #include "ms_internal.h"
 #include "include/multistack_classify.h"
 
-static void ms_tx_count(struct ms_port *port, int stat)
+#define MS_TX_BURST	64
+
+/* One TX sync: the device, the checks' limits and the local counters. */
+struct ms_tx_ctx {
+	struct ms_port *port;
+	struct net_device *dev;
+	u32 max_len;			/* min(MTU + 14, buf_size) */
+	u32 headroom;			/* LL_RESERVED_SPACE(dev) */
+	u32 cnt[MS_STAT_MAX];
+	u64 bytes;
+};
+
+static void ms_tx_flush_stats(struct ms_tx_ctx *c)
 {
-	ms_stat_inc(port->stats, stat);
-	ms_stat_inc(port->iface->stats, stat);
+	struct ms_port *port = c->port;
+	int i;
+
+	for (i = 0; i < MS_STAT_MAX; i++) {
+		if (!c->cnt[i])
+			continue;
+		ms_stat_add(port->stats, i, c->cnt[i]);
+		ms_stat_add(port->iface->stats, i, c->cnt[i]);
+	}
+	if (c->bytes) {
+		ms_stat_add(port->stats, MS_STAT_TX_BYTES, c->bytes);
+		ms_stat_add(port->iface->stats, MS_STAT_TX_BYTES, c->bytes);
+	}
 }
 
-/* Returns -1 if the frame was sent, else the MS_STAT_* reason. */
-static int ms_tx_one(struct ms_port *port, struct net_device *dev,
-		     const struct ms_netmap_slot *slot)
+/* Key of the frame's source tuple, kept in skb->cb until the lookup. */
+static struct ms_key *ms_tx_key(struct sk_buff *skb)
 {
+	BUILD_BUG_ON(sizeof(struct ms_key) > sizeof(skb->cb));
+	return (struct ms_key *)skb->cb;
+}
+
+/*
+ * TX frame memory: a few high-order pages per port, used in rotation and
+ * carved into fragments, one per skb (build_skb; skb_free_frag drops the
+ * fragment's page reference).  A page is reused in place once only the
+ * port's own reference is left, i.e. every skb carved from it was freed;
+ * otherwise the port lets go of it (the skbs keep it alive) and takes a
+ * fresh one.  So a driver that frees quickly gets the same warm pages
+ * back, with none of the zeroing a fresh allocation costs under
+ * init_on_alloc.  tx_mutex held.
+ */
+static void *ms_tx_frag(struct ms_port *port, u32 size)
+{
+	struct ms_tx_pages *tp = &port->tx_pages;
+	const u32 psize = PAGE_SIZE << MS_TX_PAGE_ORDER;
+	struct page *page = tp->page[tp->cur];
+
+	if (!page || tp->offset + size > psize) {
+		tp->cur = (tp->cur + 1) % MS_TX_PAGES;
+		page = tp->page[tp->cur];
+		if (page && page_ref_count(page) != 1) {
+			put_page(page);
+			page = NULL;
+		}
+		if (!page)
+			page = alloc_pages(GFP_KERNEL | __GFP_COMP |
+					   __GFP_NOWARN | __GFP_NORETRY,
+					   MS_TX_PAGE_ORDER);
+		tp->page[tp->cur] = page;
+		tp->offset = 0;
+		if (!page)
+			return NULL;
+	}
+	get_page(page);
+	tp->offset += size;
+	return page_address(page) + tp->offset - size;
+}
+
+void ms_port_tx_free_pages(struct ms_port *port)
+{
+	int i;
+
+	for (i = 0; i < MS_TX_PAGES; i++)
+		if (port->tx_pages.page[i])
+			put_page(port->tx_pages.page[i]);
+}
+
+/*
+ * A private skb for a len-byte frame: data from ms_tx_frag(); frames too
+ * big for a fragment, or a failed page allocation, fall back to alloc_skb.
+ */
+static struct sk_buff *ms_tx_alloc(struct ms_tx_ctx *c, u32 len)
+{
+	u32 size = SKB_DATA_ALIGN(c->headroom + len) +
+		   SKB_DATA_ALIGN(sizeof(struct skb_shared_info));
+	struct sk_buff *skb;
+	void *data;
+
+	if (size <= PAGE_SIZE) {
+		data = ms_tx_frag(c->port, size);
+		if (data) {
+			skb = build_skb(data, size);
+			if (skb)
+				goto out;
+			skb_free_frag(data);
+		}
+	}
+	skb = alloc_skb(c->headroom + len, GFP_KERNEL);
+	if (!skb)
+		return NULL;
+out:
+	skb_reserve(skb, c->headroom);
+	return skb;
+}
+
+/*
+ * Copies one slot into a private skb and runs every check that does not
+ * need the registration table on that copy.  Returns the skb, its source
+ * tuple in ms_tx_key(skb), or NULL with *reason set to the MS_STAT_*
+ * counter.
+ */
+static struct sk_buff *ms_tx_prepare(struct ms_tx_ctx *c,
+				     const struct ms_netmap_slot *slot,
+				     int *reason)
+{
+	struct ms_port *port = c->port;
+	struct net_device *dev = c->dev;
 	u32 idx = READ_ONCE(slot->buf_idx);
 	u32 len = READ_ONCE(slot->len);
 	struct ms_cls_result cls;
-	struct ms_reg *reg;
-	struct ms_key key;
 	struct sk_buff *skb;
-	int v, rc;
+	struct ms_key *key;
+	int v;
 
-	if (len < MS_MIN_FRAME)
-		return MS_STAT_TX_REJ_RUNT;
-	if (len > READ_ONCE(dev->mtu) + ETH_HLEN || len > port->buf_size)
-		return MS_STAT_TX_REJ_OVERSIZE;
-	if (idx >= port->nbufs)
-		return MS_STAT_TX_REJ_BAD_SLOT;
+	if (len < MS_MIN_FRAME) {
+		*reason = MS_STAT_TX_REJ_RUNT;
+		return NULL;
+	}
+	if (len > c->max_len) {
+		*reason = MS_STAT_TX_REJ_OVERSIZE;
+		return NULL;
+	}
+	if (idx >= port->nbufs) {
+		*reason = MS_STAT_TX_REJ_BAD_SLOT;
+		return NULL;
+	}
 
-	skb = alloc_skb(LL_RESERVED_SPACE(dev) + len, GFP_KERNEL);
-	if (!skb)
-		return MS_STAT_TX_ERROR;
-	skb_reserve(skb, LL_RESERVED_SPACE(dev));
+	skb = ms_tx_alloc(c, len);
+	if (!skb) {
+		*reason = MS_STAT_TX_ERROR;
+		return NULL;
+	}
 	skb_put_data(skb, port->pool + (size_t)idx * port->buf_size, len);
 
 	v = ms_classify(skb->data, len, 0, &cls);
 	if (v != MS_CLS_OK) {
-		rc = v == MS_CLS_FRAGMENT ? MS_STAT_TX_REJ_FRAGMENT :
-					    MS_STAT_TX_REJ_MALFORMED;
+		*reason = v == MS_CLS_FRAGMENT ? MS_STAT_TX_REJ_FRAGMENT :
+						 MS_STAT_TX_REJ_MALFORMED;
 		goto drop;
 	}
 	if (!ether_addr_equal(skb->data + ETH_ALEN, dev->dev_addr)) {
-		rc = MS_STAT_TX_REJ_BAD_MAC;
+		*reason = MS_STAT_TX_REJ_BAD_MAC;
 		goto drop;
 	}
-	memset(&key, 0, sizeof(key));
-	memcpy(key.addr, cls.src_addr, 16);
-	key.family = cls.family;
-	key.proto = cls.proto;
-	key.port = cls.src_port;
-	rcu_read_lock();
-	reg = ms_table_lookup(port->iface, &key);
-	rc = !reg ? MS_STAT_TX_REJ_NOT_OWNED :
-	     reg->port != port ? MS_STAT_TX_REJ_OTHER_PORT : -1;
-	rcu_read_unlock();
-	if (rc >= 0)
-		goto drop;
+	key = ms_tx_key(skb);
+	memset(key, 0, sizeof(*key));
+	memcpy(key->addr, cls.src_addr, 16);
+	key->family = cls.family;
+	key->proto = cls.proto;
+	key->port = cls.src_port;
 
 	skb->dev = dev;
 	skb_reset_mac_header(skb);
@@ -89,16 +219,111 @@ static int ms_tx_one(struct ms_port *port, struct net_device *dev,
 						       htons(ETH_P_IPV6);
 	skb->ip_summed = CHECKSUM_NONE;
 	skb->priority = 0;
-	rc = dev_queue_xmit(skb);
-	if (rc != NET_XMIT_SUCCESS && rc != NET_XMIT_CN)
-		return MS_STAT_TX_ERROR;
-	ms_stat_add(port->stats, MS_STAT_TX_BYTES, len);
-	ms_stat_add(port->iface->stats, MS_STAT_TX_BYTES, len);
-	return -1;
+	return skb;
 
 drop:
 	kfree_skb(skb);
-	return rc;
+	return NULL;
+}
+
+/* Through the qdisc; counts the frame.  Process context, BH enabled. */
+static void ms_tx_queue(struct ms_tx_ctx *c, struct sk_buff *skb)
+{
+	u32 len = skb->len;
+	int rc = dev_queue_xmit(skb);
+
+	if (rc != NET_XMIT_SUCCESS && rc != NET_XMIT_CN) {
+		c->cnt[MS_STAT_TX_ERROR]++;
+		return;
+	}
+	c->cnt[MS_STAT_TX_SENT]++;
+	c->bytes += len;
+}
+
+/*
+ * Qdisc bypass: hands skbs[0..n) to the driver under one TX queue lock.
+ * Returns how many the driver consumed (sent or dropped, and counted); the
+ * rest are still the caller's.
+ */
+static int ms_tx_direct(struct ms_tx_ctx *c, struct sk_buff **skbs, int n)
+{
+	struct net_device *dev = c->dev;
+	struct netdev_queue *txq;
+	netdev_tx_t rc;
+	int cpu, i;
+	u16 q;
+	u32 len;
+
+	if (!netif_running(dev) || !netif_carrier_ok(dev))
+		return 0;
+	rcu_read_lock_bh();		/* as dev_queue_xmit: taps are RCU */
+	cpu = smp_processor_id();
+	q = cpu % dev->real_num_tx_queues;
+	txq = netdev_get_tx_queue(dev, q);
+	HARD_TX_LOCK(dev, txq, cpu);
+	for (i = 0; i < n; i++) {
+		struct sk_buff *skb = skbs[i];
+
+		if (netif_xmit_frozen_or_drv_stopped(txq))
+			break;
+		skb_set_queue_mapping(skb, q);
+		if (dev_nit_active(dev))
+			dev_queue_xmit_nit(skb, dev);
+		len = skb->len;
+		rc = netdev_start_xmit(skb, dev, txq, i + 1 < n);
+		if (rc == NETDEV_TX_OK || rc == NET_XMIT_CN) {
+			c->cnt[MS_STAT_TX_SENT]++;
+			c->bytes += len;
+		} else if (dev_xmit_complete(rc)) {
+			c->cnt[MS_STAT_TX_ERROR]++;	/* driver dropped it */
+		} else {
+			break;				/* NETDEV_TX_BUSY */
+		}
+	}
+	HARD_TX_UNLOCK(dev, txq);
+	rcu_read_unlock_bh();
+	return i;
+}
+
+/* Validates and sends slots [first, first + n) of the TX ring. */
+static void ms_tx_burst(struct ms_tx_ctx *c, u32 first, u32 n)
+{
+	struct ms_port *port = c->port;
+	struct sk_buff *skbs[MS_TX_BURST];
+	u32 mask = port->tx_slots - 1, i;
+	int k = 0, j, done = 0, reason;
+	struct ms_reg *reg;
+
+	for (i = 0; i < n; i++) {
+		skbs[k] = ms_tx_prepare(c, ms_slot(port->tx, (first + i) & mask),
+					&reason);
+		if (skbs[k])
+			k++;
+		else
+			c->cnt[reason]++;
+	}
+
+	/* ownership: the source tuple must be registered to this port */
+	rcu_read_lock();
+	for (i = 0, j = 0; i < k; i++) {
+		reg = ms_table_lookup(port->iface, ms_tx_key(skbs[i]));
+		if (reg && reg->port == port) {
+			skbs[j++] = skbs[i];
+			continue;
+		}
+		c->cnt[!reg ? MS_STAT_TX_REJ_NOT_OWNED :
+			      MS_STAT_TX_REJ_OTHER_PORT]++;
+		kfree_skb(skbs[i]);
+	}
+	rcu_read_unlock();
+	k = j;
+	for (i = 0; i < k; i++)
+		memset(skbs[i]->cb, 0, sizeof(skbs[i]->cb));
+
+	if (port->qdisc_bypass && k)
+		done = ms_tx_direct(c, skbs, k);
+	for (; done < k; done++)
+		ms_tx_queue(c, skbs[done]);
 }
 
 int ms_port_txsync(struct ms_port *port)
@@ -106,9 +331,10 @@ int ms_port_txsync(struct ms_port *port)
 	struct ms_netmap_ring *ring = port->tx;
 	u32 n = port->tx_slots;
 	netdevice_tracker tracker;
+	struct ms_tx_ctx ctx, *c = &ctx;
 	struct net_device *dev;
-	u32 head, i;
-	int err = 0, rc;
+	u32 head, i, todo;
+	int err = 0;
 
 	if (READ_ONCE(port->dead))
 		return -ENXIO;
@@ -131,18 +357,25 @@ int ms_port_txsync(struct ms_port *port)
 		err = -ENXIO;
 		goto out_unlock;
 	}
-	if (!netif_running(dev))
-		err = -ENETDOWN;
+	memset(c, 0, sizeof(*c));
+	c->port = port;
+	c->dev = dev;
+	c->max_len = min_t(u32, READ_ONCE(dev->mtu) + ETH_HLEN, port->buf_size);
+	c->headroom = LL_RESERVED_SPACE(dev);
 
-	for (i = port->tx_hwcur; i != head; i = (i + 1) & (n - 1)) {
-		if (err)
-			rc = MS_STAT_TX_ERROR;
-		else
-			rc = ms_tx_one(port, dev, ms_slot(ring, i));
-		ms_tx_count(port, rc < 0 ? MS_STAT_TX_SENT : rc);
-		if (need_resched())
-			cond_resched();
+	i = port->tx_hwcur;
+	if (!netif_running(dev)) {
+		err = -ENETDOWN;
+		c->cnt[MS_STAT_TX_ERROR] = (head - i) & (n - 1);
+		i = head;
 	}
+	while (i != head) {
+		todo = min_t(u32, (head - i) & (n - 1), MS_TX_BURST);
+		ms_tx_burst(c, i, todo);
+		i = (i + todo) & (n - 1);
+		cond_resched();
+	}
+	ms_tx_flush_stats(c);
 	netdev_put(dev, &tracker);
 	port->tx_hwcur = head;
 	smp_store_release(&ring->tail, (head + n - 1) & (n - 1));

@@ -46,6 +46,7 @@
  *   MS_IOC_DETACH     _IOW  struct ms_if_req   detach from ifname (ports on
  *                                              it become dead, see ENXIO)
  *   MS_IOC_PORT_BIND  _IOWR struct ms_port_req make this fd a port
+ *                                              (flags: MS_PORT_F_*)
  *   MS_IOC_REGISTER   _IOW  struct ms_reg_req  claim a 3-tuple
  *   MS_IOC_UNREGISTER _IOW  struct ms_reg_req  release a 3-tuple (sockfd
  *                                              ignored, must be -1 or any)
@@ -59,9 +60,10 @@
  *                                              port's parameters
  *
  * Errno table
- *   EINVAL          malformed request: bad version, nonzero flags or
- *                   reserved bytes, unterminated ifname, slot count not a
- *                   power of two within [MS_MIN_SLOTS, MS_MAX_SLOTS],
+ *   EINVAL          malformed request: bad version, undocumented flags,
+ *                   nonzero reserved bytes, unterminated ifname, slot
+ *                   count not a power of two within
+ *                   [MS_MIN_SLOTS, MS_MAX_SLOTS],
  *                   buf_size not a multiple of 64 within
  *                   [MS_MIN_BUF_SIZE, MS_MAX_BUF_SIZE] or smaller than the
  *                   interface's MTU + 18, total memory > MS_MAX_MEM,
@@ -191,10 +193,25 @@ struct ms_if_req {
 	__u8 reserved[24];		/* 0 */
 };					/* 48 bytes */
 
+/*
+ * ms_port_req.flags: options of MS_IOC_PORT_BIND (other bits: EINVAL);
+ * MS_IOC_INFO takes flags = 0 and reports the port's options in them.
+ *   MS_PORT_F_QDISC_BYPASS  TX sync hands validated frames straight to the
+ *       driver (one TX queue lock per burst of up to 64 frames, xmit_more
+ *       on all but the last), like AF_PACKET's PACKET_QDISC_BYPASS: the
+ *       interface's qdisc (tc, netem, shaping, its drop counters) never
+ *       sees them; packet taps still do.  The TX queue is chosen by CPU.
+ *       A frame the driver refuses (queue stopped, NETDEV_TX_BUSY, no
+ *       carrier) falls back to dev_queue_xmit.  Validation and counters
+ *       are the same as without the flag.  Default: off (dev_queue_xmit).
+ */
+#define MS_PORT_F_QDISC_BYPASS	0x1
+#define MS_PORT_F_ALL		MS_PORT_F_QDISC_BYPASS
+
 /* port bind / info */
 struct ms_port_req {
 	__u32 version;			/* MS_ABI_VERSION */
-	__u32 flags;			/* 0 */
+	__u32 flags;			/* MS_PORT_F_* (bind), 0 (info) */
 	char ifname[MS_IFNAMSIZ];	/* in */
 	__u32 tx_slots;			/* in: power of two, or 0 = default */
 	__u32 rx_slots;			/* in: power of two, or 0 = default */
@@ -226,7 +243,8 @@ struct ms_reg_req {
 #define MS_STAT_RX_MALFORMED	5	/* malformed IP: passed to the OS */
 #define MS_STAT_RX_FRAGMENT	6	/* IP fragment: passed to the OS */
 #define MS_STAT_RX_VLAN		7	/* 802.1Q tagged: passed to the OS */
-#define MS_STAT_TX_SENT		8	/* frames given to dev_queue_xmit */
+#define MS_STAT_TX_SENT		8	/* frames given to dev_queue_xmit
+					 * (or the driver, with bypass) */
 #define MS_STAT_TX_BYTES	9
 #define MS_STAT_TX_REJ_NOT_OWNED 10	/* source tuple registered nowhere */
 #define MS_STAT_TX_REJ_OTHER_PORT 11	/* source tuple owned by another port */
