@@ -23,7 +23,9 @@ Topology (two namespaces this script creates and deletes)::
   discards them at once, in the sender's softirq on CPU 1 (the same
   cost for both senders).  The same two senders then send out of msx0, a
   dummy device in msb-dut whose xmit frees the frame: no receiver's cost
-  in the figure, only the sending path.
+  in the figure, only the sending path; once through dev_queue_xmit
+  (ms_tx vs pkt_tx) and once with the qdisc bypassed (ms_tx -q, the
+  port's MS_PORT_F_QDISC_BYPASS, vs pkt_tx -q, PACKET_QDISC_BYPASS).
 
 Sizes are Ethernet frame sizes including the 4-byte FCS (64 B = a 60-byte
 frame in memory); Gbit/s counts those bytes (no preamble or gap).  Every
@@ -515,10 +517,13 @@ class Bench:
             raise Unavailable("receiver: " + first_line(err + out))
         return {"us": us, "drops": res.get(drops, 0)}
 
-    def sender(self, name, frame_len, dev=DIF, addr=DADDR, peer=GADDR):
+    def sender(self, name, frame_len, dev=DIF, addr=DADDR, peer=GADDR,
+               bypass=False):
         cmd = [self.prog(name), "-i", dev, "-a", addr, "-p", str(TX_PORT),
                "-d", peer, "-D", str(SINK_PORT), "-M", NOWHERE_MAC,
                "-l", str(frame_len), "-t", str(self.secs), "-c", self.cpu]
+        if bypass:
+            cmd.append("-q")    # qdisc bypass: pkt_tx and ms_tx alike
         r = nsx(DUT, *cmd, check=False)
         if r.returncode != 0:
             raise Unavailable(first_line(r.stderr))
@@ -633,6 +638,15 @@ def spread(size, a_all, b_all):
         if parts else None
 
 
+def median(results):
+    """Of repeated measurements, the one with the median rate (the lower
+    middle one for an even count); n/a only when every attempt was n/a."""
+    good = sorted((r for r in results if isinstance(r, dict)), key=pps)
+    if good:
+        return good[(len(good) - 1) // 2]
+    return results[-1]
+
+
 def best(results):
     """Of repeated measurements, the one with the highest rate (the least
     disturbed by the host); n/a only when every attempt was n/a."""
@@ -727,7 +741,9 @@ def main():
     ap.add_argument("--sizes", default=None, help="comma-separated sizes")
     ap.add_argument("--no-rps", action="store_true",
                     help="do not steer receive processing to CPU 1")
-    ap.add_argument("--only", choices=("rx", "tx", "mem"), default=None)
+    ap.add_argument("--only", choices=("rx", "tx", "txpath", "mem"),
+                    default=None, help="txpath: only the TX tables of the "
+                    "dummy device (sending path alone)")
     ap.add_argument("--py", default=None,
                     help="the project's Python (for the KernelPort row)")
     ap.add_argument("--module-reason", default=None,
@@ -751,7 +767,8 @@ def main():
     print("only the ratios between columns, measured in this same run, "
           "mean anything.")
     print("kernel %s, %d vCPU, %.1f s per measurement after a warm-up; "
-          "main RX/TX tables best of %d (interleaved), the others one run; "
+          "main RX/TX tables best of %d (interleaved), TX sending-path "
+          "tables median of their runs, the others one run; "
           "sizes include the 4 B FCS" % (
               os.uname().release, b.ncpu, args.seconds, args.reps))
     print("us/pkt = busy time of the CPU under test (CPU 1) per packet "
@@ -773,6 +790,7 @@ def main():
 
         rx_sizes = sizes if args.only in (None, "rx") else []
         tx_sizes = sizes if args.only in (None, "tx") else []
+        txpath_sizes = sizes if args.only in (None, "tx", "txpath") else []
 
         # ---- RX
         def rx_table(pg, sizes, title, extra_note=None, offered=True,
@@ -896,22 +914,23 @@ def main():
                         "%.2fx" % (pps(many) / base) if base else "n/a"))
 
         # ---- TX
-        def tx_table(sizes, dev, addr, peer, title, reps):
+        def tx_table(sizes, dev, addr, peer, title, reps, bypass=False,
+                     pick=best):
             rows, notes = [], []
             attempt(b.attach, False, dev)
             for size in sizes:
                 os_all, port_all = [], []
                 for _ in range(reps):
                     os_all.append(attempt(b.sender, "pkt_tx", size - 4, dev,
-                                          addr, peer))
+                                          addr, peer, bypass))
                     attached = attempt(b.attach, True, dev)
                     if isinstance(attached, str):
                         port_all.append(attached)
                     else:
                         port_all.append(attempt(b.sender, "ms_tx", size - 4,
-                                                dev, addr, peer))
+                                                dev, addr, peer, bypass))
                     attempt(b.attach, False, dev)
-                os_res, port_res = best(os_all), best(port_all)
+                os_res, port_res = pick(os_all), pick(port_all)
                 if spread(size, port_all, os_all):
                     notes.append(spread(size, port_all, os_all))
                 for label, r in (("port", port_res), ("AF_PACKET", os_res)):
@@ -933,11 +952,23 @@ def main():
             tx_sizes, DIF, DADDR, GADDR,
             "TX: UDP frames out of msd0 -> A = MultiStack port (TX ring + "
             "TXSYNC, validated) vs B = AF_PACKET sendmmsg", args.reps)
+        # The sending path alone, twice, like for like: through the qdisc
+        # layer (dev_queue_xmit) and straight to the driver (qdisc bypass:
+        # MS_PORT_F_QDISC_BYPASS against PACKET_QDISC_BYPASS).  Medians:
+        # the host's other work makes single runs spread widely.
+        path_reps = max(3, args.reps) | 1
         tx_table(
-            tx_sizes, XIF, XADDR, XPEER,
+            txpath_sizes, XIF, XADDR, XPEER,
             "TX, the sending path alone: out of msx0, a dummy device that "
-            "frees each frame -> A = port vs B = AF_PACKET sendmmsg",
-            args.reps)
+            "frees each frame -> A = port vs B = AF_PACKET sendmmsg, both "
+            "through dev_queue_xmit; median of %d" % path_reps, path_reps,
+            pick=median)
+        tx_table(
+            txpath_sizes, XIF, XADDR, XPEER,
+            "TX, the sending path alone, qdisc bypass: A = port with "
+            "MS_PORT_F_QDISC_BYPASS vs B = AF_PACKET sendmmsg with "
+            "PACKET_QDISC_BYPASS; median of %d" % path_reps, path_reps,
+            bypass=True, pick=median)
 
         # ---- plots of the two main tables
         if rx_rows or tx_rows:

@@ -6,9 +6,11 @@
  * source must be the interface's) and sends it.
  *
  *   ms_tx -i IFNAME -a SRC -p SPORT -d DST -D DPORT -M DSTMAC -l LEN
- *         [-t SECONDS] [-w WARMUP] [-c CPU] [-B BATCH] [-s SLOTS]
+ *         [-t SECONDS] [-w WARMUP] [-c CPU] [-B BATCH] [-s SLOTS] [-q]
  *
- * LEN is the frame length without FCS.  Prints
+ * LEN is the frame length without FCS.  -q binds the port with
+ * MS_PORT_F_QDISC_BYPASS (frames go straight to the driver, as AF_PACKET's
+ * PACKET_QDISC_BYPASS; compare with pkt_tx -q).  Prints
  *   packets=N seconds=S sent=T submitted=U rejected=R tx_error=E dev_dropped=X
  * packets is the number of frames the interface's driver took over the
  * window (tx_packets + tx_dropped deltas; a veth drops when its peer's
@@ -50,11 +52,21 @@ static uint64_t push(struct msport *p, uint32_t batch, uint16_t len)
 	return k;
 }
 
+struct ms_tx_args {
+	uint32_t slots;
+	uint32_t flags;
+};
+
 static int ms_tx_opt(int opt, const char *arg, void *ctx)
 {
-	if (opt != 's')
+	struct ms_tx_args *a = ctx;
+
+	if (opt == 's')
+		a->slots = (uint32_t)atoi(arg);
+	else if (opt == 'q')
+		a->flags |= MS_PORT_F_QDISC_BYPASS;
+	else
 		return -1;
-	*(uint32_t *)ctx = (uint32_t)atoi(arg);
 	return 0;
 }
 
@@ -63,21 +75,27 @@ int main(int argc, char **argv)
 	struct cpu_times c0, c1;
 	struct tx_opts o;
 	int s, e;
-	uint32_t slots = 0, i;
+	struct ms_tx_args a = { 0, 0 };
+	uint32_t i;
 	double t0, t = 0, tend;
 	uint8_t smac[6], frame[2048];
 	struct ms_stats st0, st1;
 	uint64_t sub = 0, p0, p1, x0, x1;
 	struct msport p;
 
-	if (parse_tx_opts(argc, argv, "ms_tx", "s:", UINT32_MAX, ms_tx_opt,
-			  &slots, &o))
+	if (parse_tx_opts(argc, argv, "ms_tx", "s:q", UINT32_MAX, ms_tx_opt,
+			  &a, &o))
 		return 2;
 	pin_cpu(o.cpu);
 	if_mac(o.ifname, smac);
 	build_udp_frame(frame, (size_t)o.len, o.dmac, smac, o.sa,
 			(uint16_t)o.sport, o.da, (uint16_t)o.dport);
-	e = msport_open(&p, o.ifname, slots);
+	e = msport_open_flags(&p, o.ifname, a.slots, a.flags);
+	if (e == -EINVAL && a.flags) {
+		fprintf(stderr, "ms_tx: port on %s: the module has no qdisc "
+			"bypass (EINVAL)\n", o.ifname);
+		return 3;
+	}
 	if (e) {
 		fprintf(stderr, "ms_tx: port on %s: %s\n", o.ifname, strerror(-e));
 		return 3;
@@ -92,8 +110,9 @@ int main(int argc, char **argv)
 	for (i = 0; i < p.tx->num_slots; i++)
 		memcpy(ms_buf(p.tx, ms_slot_at(p.tx, i)->buf_idx), frame,
 		       (size_t)o.len);
-	fprintf(stderr, "ms_tx: ready on %s udp %s:%d -> %s:%d, %d B\n",
-		o.ifname, o.src, o.sport, o.dst, o.dport, o.len);
+	fprintf(stderr, "ms_tx: ready on %s udp %s:%d -> %s:%d, %d B%s\n",
+		o.ifname, o.src, o.sport, o.dst, o.dport, o.len,
+		a.flags ? ", qdisc bypass" : "");
 
 	t0 = now_s();
 	while (now_s() - t0 < o.warm)

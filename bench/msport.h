@@ -32,15 +32,19 @@ static inline uint8_t *ms_buf(struct ms_netmap_ring *r, uint32_t idx)
 	return (uint8_t *)r + r->buf_ofs + (size_t)idx * r->nr_buf_size;
 }
 
-/* Opens /dev/multistack and binds a port on ifname.  Returns -errno. */
-static inline int msport_open(struct msport *p, const char *ifname,
-			      uint32_t slots)
+/*
+ * Opens /dev/multistack and binds a port on ifname with the MS_PORT_F_*
+ * options in flags.  Returns -errno.
+ */
+static inline int msport_open_flags(struct msport *p, const char *ifname,
+				    uint32_t slots, uint32_t flags)
 {
 	memset(p, 0, sizeof(*p));
 	p->fd = open(MS_DEVICE_PATH, O_RDWR | O_CLOEXEC);
 	if (p->fd < 0)
 		return -errno;
 	p->info.version = MS_ABI_VERSION;
+	p->info.flags = flags;
 	snprintf(p->info.ifname, sizeof(p->info.ifname), "%s", ifname);
 	p->info.tx_slots = slots;
 	p->info.rx_slots = slots;
@@ -62,6 +66,13 @@ err:
 		p->fd = -1;
 		return -e;
 	}
+}
+
+/* Opens /dev/multistack and binds a port on ifname.  Returns -errno. */
+static inline int msport_open(struct msport *p, const char *ifname,
+			      uint32_t slots)
+{
+	return msport_open_flags(p, ifname, slots, 0);
 }
 
 /*
