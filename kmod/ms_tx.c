@@ -24,7 +24,8 @@
  *        last.  Packet taps (tcpdump) still see them.  A frame the driver
  *        cannot take (queue stopped, NETDEV_TX_BUSY, device down or no
  *        carrier) goes through dev_queue_xmit() after the lock is dropped,
- *        so it is queued, sent or counted like in the default mode.
+ *        so it is queued, sent or counted like in the default mode, and
+ *        counted once more as MS_STAT_TX_BYPASS_FALLBACK.
  *
  * Checks, in order, each counted on its own:
  *   runt (< MS_MIN_FRAME), oversize (> MTU + 14 or > buf_size), bad slot
@@ -320,8 +321,10 @@ static void ms_tx_burst(struct ms_tx_ctx *c, u32 first, u32 n)
 	for (i = 0; i < k; i++)
 		memset(skbs[i]->cb, 0, sizeof(skbs[i]->cb));
 
-	if (port->qdisc_bypass && k)
+	if (port->qdisc_bypass && k) {
 		done = ms_tx_direct(c, skbs, k);
+		c->cnt[MS_STAT_TX_BYPASS_FALLBACK] += k - done;
+	}
 	for (; done < k; done++)
 		ms_tx_queue(c, skbs[done]);
 }

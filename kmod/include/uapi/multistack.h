@@ -202,8 +202,11 @@ struct ms_if_req {
  *       interface's qdisc (tc, netem, shaping, its drop counters) never
  *       sees them; packet taps still do.  The TX queue is chosen by CPU.
  *       A frame the driver refuses (queue stopped, NETDEV_TX_BUSY, no
- *       carrier) falls back to dev_queue_xmit.  Validation and counters
- *       are the same as without the flag.  Default: off (dev_queue_xmit).
+ *       carrier) falls back to dev_queue_xmit, counted in
+ *       MS_STAT_TX_BYPASS_FALLBACK (and, like every frame, in
+ *       MS_STAT_TX_SENT or MS_STAT_TX_ERROR).  Validation and the other
+ *       counters are the same as without the flag.  Default: off
+ *       (dev_queue_xmit).
  */
 #define MS_PORT_F_QDISC_BYPASS	0x1
 #define MS_PORT_F_ALL		MS_PORT_F_QDISC_BYPASS
@@ -257,6 +260,10 @@ struct ms_reg_req {
 #define MS_STAT_TX_ERROR	18	/* alloc failure, device down/error */
 #define MS_STAT_RX_NOT_IP	19	/* not IPv4/IPv6 TCP/UDP: passed */
 #define MS_STAT_RX_DROP_BAD_SLOT 20	/* matched, RX slot buf_idx corrupt */
+#define MS_STAT_TX_BYPASS_FALLBACK 21	/* bypass asked, frame sent through
+					 * dev_queue_xmit instead: TX queue
+					 * stopped or busy, no carrier (also
+					 * in TX_SENT or TX_ERROR) */
 #define MS_STAT_MAX		32	/* size of the arrays below */
 
 #define MS_MIN_FRAME		(14 + 20 + 8)
