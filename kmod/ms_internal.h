@@ -22,9 +22,10 @@
  *                 release(), by /proc readers; held by the netdevice
  *                 notifier.
  *   port->tx_mutex  serialises TX sync (ioctl / poll, process context);
- *                 guards tx_hwcur and tx_pages.  Inside TX sync, the TX
- *                 queue lock of the device (qdisc bypass) nests within
- *                 it, with BH disabled.
+ *                 guards tx_hwcur and tx_pages (except tx_pages.bytes,
+ *                 which /proc reads with READ_ONCE, without the mutex).
+ *                 Inside TX sync, the TX queue lock of the device (qdisc
+ *                 bypass) nests within it, with BH disabled.
  *   port->rx_lock   spinlock (BH) protecting the RX ring's kernel indices
  *                 (rx_hwtail, rx_hwhead) and the RX slots/buffers writes;
  *                 taken by the rx_handler (softirq) and by RX sync/poll.
@@ -90,6 +91,9 @@ struct ms_tx_pages {
 	struct page *page[MS_TX_PAGES];
 	u32 cur;			/* page being carved */
 	u32 offset;			/* next free byte in it */
+	u32 bytes;			/* size of the pages held; written
+					 * under tx_mutex (WRITE_ONCE), read
+					 * locklessly by /proc (READ_ONCE) */
 };
 
 struct ms_port {

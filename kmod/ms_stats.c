@@ -5,14 +5,20 @@
  * Context: process context.  Both readers take rtnl, so the interface list,
  * the ports and their registrations are stable while printed.  Per-CPU
  * counters are summed without locking (each is a naturally atomic u64 on
- * 64-bit; a reader may see a sum that misses in-flight increments).
+ * 64-bit; a reader may see a sum that misses in-flight increments).  A
+ * port's TX page bytes (txmem) are read with READ_ONCE, without tx_mutex,
+ * so a TX sync is never waited for.
  *
  * /proc/net/multistack (one file per network namespace, lists only that
  * namespace's interfaces) is line oriented, space separated:
  *   iface <name> ifindex <n> ports <k> <counter> <value> ...
  *   port <id> iface <name> pid <pid> tx_slots <n> rx_slots <n>
- *        buf_size <n> mem <bytes> regs <n> dead <0|1> <counter> <value> ...
+ *        buf_size <n> mem <bytes> txmem <bytes> regs <n> dead <0|1>
+ *        <counter> <value> ...
  *   reg <port id> <inet|inet6> <tcp|udp> <address> <port>
+ * mem is the port's mmap size; txmem the bytes of kernel-private pages it
+ * holds for TX frames (ms_tx.c): 0 before its first send, at most
+ * MS_TX_PAGES pages of order MS_TX_PAGE_ORDER.
  * Counter names are the MS_STAT_* names in lower case without the prefix.
  */
 #include <linux/kernel.h>
@@ -147,10 +153,11 @@ static int ms_proc_show(struct seq_file *seq, void *v)
 		ms_seq_counters(seq, iface->stats);
 		list_for_each_entry(port, &iface->ports, node) {
 			seq_printf(seq,
-				   "port %u iface %s pid %d tx_slots %u rx_slots %u buf_size %u mem %u regs %u dead %d",
+				   "port %u iface %s pid %d tx_slots %u rx_slots %u buf_size %u mem %u txmem %u regs %u dead %d",
 				   port->id, name, pid_vnr(port->pid),
 				   port->tx_slots, port->rx_slots,
-				   port->buf_size, port->mem_size, port->nregs,
+				   port->buf_size, port->mem_size,
+				   READ_ONCE(port->tx_pages.bytes), port->nregs,
 				   READ_ONCE(port->dead) ? 1 : 0);
 			ms_seq_counters(seq, port->stats);
 			list_for_each_entry(reg, &port->regs, pnode)

@@ -90,7 +90,9 @@ static struct ms_key *ms_tx_key(struct sk_buff *skb)
  * otherwise the port lets go of it (the skbs keep it alive) and takes a
  * fresh one.  So a driver that frees quickly gets the same warm pages
  * back, with none of the zeroing a fresh allocation costs under
- * init_on_alloc.  tx_mutex held.
+ * init_on_alloc.  tp->bytes follows the pages held (at most MS_TX_PAGES)
+ * for /proc/net/multistack, which reads it without tx_mutex (READ_ONCE).
+ * tx_mutex held.
  */
 static void *ms_tx_frag(struct ms_port *port, u32 size)
 {
@@ -104,11 +106,15 @@ static void *ms_tx_frag(struct ms_port *port, u32 size)
 		if (page && page_ref_count(page) != 1) {
 			put_page(page);
 			page = NULL;
+			WRITE_ONCE(tp->bytes, tp->bytes - psize);
 		}
-		if (!page)
+		if (!page) {
 			page = alloc_pages(GFP_KERNEL | __GFP_COMP |
 					   __GFP_NOWARN | __GFP_NORETRY,
 					   MS_TX_PAGE_ORDER);
+			if (page)
+				WRITE_ONCE(tp->bytes, tp->bytes + psize);
+		}
 		tp->page[tp->cur] = page;
 		tp->offset = 0;
 		if (!page)

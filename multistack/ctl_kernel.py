@@ -93,13 +93,17 @@ def cmd_list(args: argparse.Namespace) -> int:
                 "id": port["id"], "pid": pid, "command": comm, "dead": port["dead"],
                 "tx_slots": port.get("tx_slots"), "rx_slots": port.get("rx_slots"),
                 "buf_size": port.get("buf_size"), "mem": port.get("mem"),
+                "txmem": port.get("txmem"),
                 "registrations": port["registrations"],
             }
             ports.append(entry)
             state = "  DEAD" if port["dead"] else ""
+            # kernel-private pages for TX frames (not in mem, the mmap size)
+            txmem = f" + tx pages {port['txmem']} B" if "txmem" in port else ""
             lines.append(f"  port {port['id']}  pid {pid} ({comm})  "
                          f"slots tx {port.get('tx_slots')} rx {port.get('rx_slots')}  "
-                         f"buf {port.get('buf_size')} B  mem {port.get('mem')} B{state}")
+                         f"buf {port.get('buf_size')} B  mem {port.get('mem')} B"
+                         f"{txmem}{state}")
             for reg in port["registrations"]:
                 lines.append(f"    {_fmt_tuple(reg)}")
             if not port["registrations"]:

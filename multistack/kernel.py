@@ -299,7 +299,8 @@ def parse_proc(text: str) -> list[dict]:
     """Parse ``/proc/net/multistack`` into a list of attached interfaces::
 
         [{"name", "ifindex", "counters": {...},
-          "ports": [{"id", "pid", "tx_slots", ..., "dead", "counters": {...},
+          "ports": [{"id", "pid", "tx_slots", ..., "mem", "txmem", "dead",
+                     "counters": {...},
                      "registrations": [{"family", "proto", "address", "port"}]}]}]
 
     Unknown keys are kept; unknown lines are ignored.

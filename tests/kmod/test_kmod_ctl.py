@@ -52,6 +52,7 @@ def test_attach_list_stats_detach(bare_topo, ctl):
     (iface,) = json.loads(r.stdout)
     (port,) = iface["ports"]
     assert iface["iface"] == t.if_a and port["pid"] == os.getpid()
+    assert (port["mem"], port["txmem"]) == (p.mem_size, 0)     # nothing sent yet
     assert {(g["proto"], g["address"], g["port"]) for g in port["registrations"]} == {
         ("udp", t.a4, 9100), ("tcp", t.a6, 9101)}
     r = ctl("list")

@@ -8,6 +8,7 @@ import struct
 import pytest
 
 import kmodutil as ku
+from multistack import kernel
 
 UDP, TCP = socket.IPPROTO_UDP, socket.IPPROTO_TCP
 MARK = b"MSTX-"
@@ -183,3 +184,33 @@ def test_ipv6_tx_rules(tx_setup):
     _send(p, [good, bad])
     assert ku.drain(rx6, 1.0) == [b"v6-ok"]
     assert p.raw_stats()[0]["tx_rej_not_owned"] == 1
+
+
+def _proc_port(port):
+    (entry,) = [e for e in kernel.list_ports() if e["id"] == port.port_id]
+    return entry
+
+
+def test_tx_pages_are_shown_in_proc_and_bounded(tx_setup):
+    """/proc/net/multistack: mem is the mmap size; txmem the kernel-private
+    pages TX frames are carved from (MS_TX_PAGES = 4 of order 3): none
+    before the first send, one after a frame, and 4 at most however many
+    frames go through the pages in rotation."""
+    topo, p, q, rx, _ = tx_setup
+    page = os.sysconf("SC_PAGE_SIZE") << 3
+    assert _proc_port(p)["mem"] == p.mem_size
+    assert _proc_port(p)["txmem"] == 0 and _proc_port(q)["txmem"] == 0
+    _send(p, [ku.frame(topo.mac_a, topo.mac_b, UDP, topo.a4, topo.b4, 7500, 7502,
+                       MARK + b"one")])
+    assert _proc_port(p)["txmem"] == page and _proc_port(q)["txmem"] == 0
+    # 1514-byte frames: under 20 per page, so 600 cycle through all four
+    # slots many times over
+    big = ku.frame(topo.mac_a, topo.mac_b, UDP, topo.a4, topo.b4, 7500, 7502,
+                   MARK + b"b" * (1472 - len(MARK)))
+    assert len(big) == 1514
+    for _ in range(3):
+        _send(p, [big] * 200)
+        assert _proc_port(p)["txmem"] <= 4 * page
+    assert p.raw_stats()[0]["tx_sent"] == 601
+    assert _proc_port(p)["txmem"] == 4 * page
+    assert _proc_port(p)["mem"] == p.mem_size       # mem stays the mmap size

@@ -10,7 +10,7 @@ from multistack import ctl, kernel
 
 PROC = """\
 iface veth0 ifindex 7 ports 1 rx_delivered 5 rx_passed 12 tx_sent 1
-port 1 iface veth0 pid {pid} tx_slots 1024 rx_slots 1024 buf_size 2048 mem 4300800 regs 2 dead 0 rx_delivered 5 tx_rej_bad_mac 2
+port 1 iface veth0 pid {pid} tx_slots 1024 rx_slots 1024 buf_size 2048 mem 4300800 txmem 32768 regs 2 dead 0 rx_delivered 5 tx_rej_bad_mac 2
 reg 1 inet udp 10.0.0.2 5000
 reg 1 inet6 tcp fd00::2 80
 """
@@ -49,6 +49,7 @@ def test_list_text(fake_module, capsys):
     assert "veth0 (ifindex 7): 1 port" in out
     assert f"pid {os.getpid()} (" in out
     assert "udp 10.0.0.2:5000" in out and "tcp [fd00::2]:80" in out
+    assert "mem 4300800 B + tx pages 32768 B" in out
 
 
 def test_list_json(fake_module, capsys):
@@ -57,6 +58,7 @@ def test_list_json(fake_module, capsys):
     port = data[0]["ports"][0]
     assert data[0]["iface"] == "veth0"
     assert port["pid"] == os.getpid() and port["dead"] is False
+    assert (port["mem"], port["txmem"]) == (4300800, 32768)
     assert {"family": "inet", "proto": "udp", "address": "10.0.0.2",
             "port": 5000} in port["registrations"]
 

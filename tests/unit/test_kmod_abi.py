@@ -192,7 +192,7 @@ def test_tx_put_raw_sets_any_slot():
 
 PROC = """\
 iface veth0 ifindex 7 ports 2 rx_delivered 5 rx_bytes 300 rx_passed 12 tx_sent 1
-port 1 iface veth0 pid 321 tx_slots 1024 rx_slots 1024 buf_size 2048 mem 4300800 regs 2 dead 0 rx_delivered 5 tx_rej_bad_mac 2
+port 1 iface veth0 pid 321 tx_slots 1024 rx_slots 1024 buf_size 2048 mem 4300800 txmem 32768 regs 2 dead 0 rx_delivered 5 tx_rej_bad_mac 2 tx_bypass_fallback 3
 reg 1 inet udp 10.0.0.2 5000
 reg 1 inet6 tcp fd00::2 80
 port 2 iface veth0 pid 322 tx_slots 64 rx_slots 64 buf_size 2048 mem 200000 regs 0 dead 1 rx_delivered 0
@@ -208,6 +208,11 @@ def test_parse_proc():
     p1, p2 = veth["ports"]
     assert (p1["id"], p1["pid"], p1["dead"], p2["dead"]) == (1, 321, False, True)
     assert p1["counters"]["tx_rej_bad_mac"] == 2
+    assert p1["counters"]["tx_bypass_fallback"] == 3
+    # mem (mmap size) and txmem (TX frame pages) are fields, not counters;
+    # a line without txmem (older module) still parses
+    assert (p1["mem"], p1["txmem"], p1["regs"]) == (4300800, 32768, 2)
+    assert p2["mem"] == 200000 and "txmem" not in p2
     assert p1["registrations"] == [
         {"family": "inet", "proto": "udp", "address": "10.0.0.2", "port": 5000},
         {"family": "inet6", "proto": "tcp", "address": "fd00::2", "port": 80}]
