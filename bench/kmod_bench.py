@@ -985,7 +985,7 @@ def main():
         print("Memory per port (1024-slot TX and RX rings)")
         try:
             b.attach(True)
-            r = nsx(DUT, b.prog("ms_if"), "mem", DIF, "8", check=False)
+            r = nsx(DUT, b.prog("ms_if"), "mem", DIF, "8", DADDR, check=False)
             m = kv(r.stdout) if r.returncode == 0 else None
             if not m:
                 raise Unavailable(first_line(r.stderr))
@@ -1005,6 +1005,21 @@ def main():
             else:
                 print("  module's own accounting: n/a (no \"mem\" for the "
                       "port in /proc/net/multistack)")
+            # TX frame pages: kernel-private (alloc_pages), taken on the
+            # first send, so neither in mem_size nor in the deltas above;
+            # ms_if sent one full ring of MTU-sized frames through port 0
+            if m.get("proc_txmem", -1) >= 0:
+                print("  TX frame pages (kernel-private, not in mem_size; "
+                      "\"txmem\" after %d frames of %d B, no FCS): %d bytes; the "
+                      "module holds at most 4 x 32 KiB = 131072" % (
+                          m["tx_frames"], m["tx_len"], m["proc_txmem"]))
+                total = m["mem_size"] + max(m["proc_txmem"], 131072)
+                print("  per port in all, mem_size + TX pages at most: "
+                      "%d bytes = %.2f MiB" % (total, total / 2**20))
+            else:
+                print("  TX frame pages: n/a (%s)" % (
+                    first_line(r.stderr) if r.stderr.strip() else
+                    "no \"txmem\" for the port in /proc/net/multistack"))
         except Unavailable as e:
             print("  n/a (%s)" % e)
         attempt(b.attach, False)

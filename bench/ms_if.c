@@ -4,14 +4,20 @@
  *
  *   ms_if attach IFNAME       MS_IOC_ATTACH (EEXIST is fine)
  *   ms_if detach IFNAME       MS_IOC_DETACH (ENOENT is fine)
- *   ms_if mem IFNAME [N]      open N ports (default 8) with 1024-slot rings
+ *   ms_if mem IFNAME [N [SRC]]
+ *                             open N ports (default 8) with 1024-slot rings
  *                             and print what one port costs:
  *     mem_size=M buf_size=B nbufs=K vmalloc_per_port=V percpu_per_port=P
- *     slab_per_port=S ports=N proc_mem=P
+ *     slab_per_port=S ports=N proc_mem=P [tx_frames=F tx_len=L proc_txmem=T]
  *   (mem_size from MS_IOC_PORT_BIND; the others are /proc/meminfo deltas
  *   over the N ports divided by N, in bytes: what the kernel really
  *   allocated; proc_mem is the "mem" the module itself shows for the first
- *   port in /proc/net/multistack, -1 if it shows none.)
+ *   port in /proc/net/multistack, -1 if it shows none.  With SRC, an
+ *   address of IFNAME, the first port then claims udp SRC:MEM_SPORT and
+ *   sends a full TX ring of F frames of L bytes (MTU-sized, to its own
+ *   MAC, so the peer drops them) in one sync, and proc_txmem is the
+ *   "txmem" the module shows for it: the kernel-private TX frame pages,
+ *   which are not in mem_size, -1 if it shows none.)
  * Exit 3 when the module is missing or refuses (reason on stderr).
  */
 #include "msport.h"
@@ -34,24 +40,92 @@ static long long meminfo_kb(const char *key)
 	return v;
 }
 
-/* The "mem" figure /proc/net/multistack shows for port `id`; -1 if none. */
-static long long proc_port_mem(unsigned int id)
+#define MEM_SPORT	47999
+
+/*
+ * The figure after " key " /proc/net/multistack shows for port `id` (key
+ * "mem" or "txmem"); -1 if none.
+ */
+static long long proc_port_field(unsigned int id, const char *key)
 {
-	char line[4096], *m;
+	char line[4096], k[32], *m;
 	unsigned int pid;
 	long long v = -1;
 	FILE *f = fopen("/proc/net/multistack", "r");
 
 	if (!f)
 		return -1;
+	snprintf(k, sizeof(k), " %s ", key);
 	while (fgets(line, sizeof(line), f))
 		if (sscanf(line, "port %u ", &pid) == 1 && pid == id &&
-		    (m = strstr(line, " mem ")) != NULL) {
-			v = atoll(m + 5);
+		    (m = strstr(line, k)) != NULL) {
+			v = atoll(m + strlen(k));
 			break;
 		}
 	fclose(f);
 	return v;
+}
+
+/*
+ * Fills p's TX ring with MTU-sized UDP frames from src:MEM_SPORT to the
+ * interface's own MAC and sends them in one TX sync.  Prints the
+ * tx_frames=, tx_len= and proc_txmem= fields; on failure only
+ * proc_txmem=-1, with the reason on stderr.
+ */
+static void mem_tx(struct msport *p, const char *ifname, const char *src)
+{
+	struct ms_netmap_ring *r = p->tx;
+	uint32_t n = r->num_slots, head = r->head, tail = r->tail, k = 0;
+	uint8_t mac[6], frame[2048];
+	struct in_addr sa;
+	struct ifreq ifr;
+	int s, len;
+
+	s = socket(AF_INET, SOCK_DGRAM, 0);
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+	if (s < 0 || ioctl(s, SIOCGIFMTU, &ifr) || inet_pton(AF_INET, src, &sa) != 1) {
+		fprintf(stderr, "ms_if: mem %s %s: bad interface or address\n",
+			ifname, src);
+		if (s >= 0)
+			close(s);
+		goto fail;
+	}
+	close(s);
+	len = ifr.ifr_mtu + 14;
+	if (len > (int)p->info.buf_size)
+		len = (int)p->info.buf_size;
+	if (len > (int)sizeof(frame))
+		len = (int)sizeof(frame);
+	s = msport_claim(p, 1, src, MEM_SPORT);
+	if (s < 0) {
+		fprintf(stderr, "ms_if: register udp %s:%d: %s\n", src,
+			MEM_SPORT, strerror(-s));
+		goto fail;
+	}
+	if_mac(ifname, mac);
+	build_udp_frame(frame, (size_t)len, mac, mac, sa, MEM_SPORT, sa, 9);
+	while (head != tail) {			/* n - 1 frames */
+		struct ms_netmap_slot *slot = ms_slot_at(r, head);
+
+		memcpy(ms_buf(r, slot->buf_idx), frame, (size_t)len);
+		slot->len = (uint16_t)len;
+		head = (head + 1) & (n - 1);
+		k++;
+	}
+	__atomic_store_n(&r->head, head, __ATOMIC_RELEASE);
+	r->cur = head;
+	if (ioctl(p->fd, MS_IOC_TXSYNC)) {
+		fprintf(stderr, "ms_if: MS_IOC_TXSYNC: %s\n", strerror(errno));
+		close(s);
+		goto fail;
+	}
+	printf(" tx_frames=%u tx_len=%d proc_txmem=%lld", k, len,
+	       proc_port_field(p->info.port_id, "txmem"));
+	close(s);
+	return;
+fail:
+	printf(" proc_txmem=-1");
 }
 
 static int ifreq(const char *ifname, unsigned long cmd, int ok_errno)
@@ -105,14 +179,17 @@ int main(int argc, char **argv)
 		s1 = meminfo_kb("SUnreclaim");
 		printf("mem_size=%u buf_size=%u nbufs=%u tx_slots=%u rx_slots=%u "
 		       "vmalloc_per_port=%lld percpu_per_port=%lld "
-		       "slab_per_port=%lld ports=%d proc_mem=%lld\n",
+		       "slab_per_port=%lld ports=%d proc_mem=%lld",
 		       p[0].info.mem_size, p[0].info.buf_size,
 		       p[0].nifp->ni_nbufs, p[0].info.tx_slots,
 		       p[0].info.rx_slots, (v1 - v0) * 1024 / n,
 		       (c1 - c0) * 1024 / n, (s1 - s0) * 1024 / n, n,
-		       proc_port_mem(p[0].info.port_id));
+		       proc_port_field(p[0].info.port_id, "mem"));
+		if (argc > 4)
+			mem_tx(&p[0], argv[2], argv[4]);
+		printf("\n");
 		return 0;
 	}
-	fprintf(stderr, "usage: ms_if attach|detach|mem IFNAME [N]\n");
+	fprintf(stderr, "usage: ms_if attach|detach|mem IFNAME [N [SRC]]\n");
 	return 2;
 }
