@@ -27,8 +27,10 @@
  *                 Inside TX sync, the TX queue lock of the device (qdisc
  *                 bypass) nests within it, with BH disabled.
  *   port->rx_lock   spinlock (BH) protecting the RX ring's kernel indices
- *                 (rx_hwtail, rx_hwhead) and the RX slots/buffers writes;
- *                 taken by the rx_handler (softirq) and by RX sync/poll.
+ *                 (rx_hwtail, rx_hwhead, rx_pubtail) and the RX
+ *                 slots/buffers writes; taken by the rx_handler (softirq)
+ *                 and by RX sync/poll.  An RX sync that would change
+ *                 nothing reads those three with READ_ONCE and skips it.
  *   RCU           the rx_handler (softirq, inside rcu_read_lock from the
  *                 core) and TX validation read the hash table and
  *                 iface->dev locklessly.  Writers remove with

@@ -7,7 +7,8 @@
  *   ms_port_release    process context (file release); takes rtnl, then
  *                      waits for an RCU grace period before freeing.
  *   ms_port_mmap       process context (mmap_lock held by the caller).
- *   ms_port_rxsync     process context; takes port->rx_lock (BH).
+ *   ms_port_rxsync     process context; takes port->rx_lock (BH), except
+ *                      when nothing changed (ms_rxsync_idle, lockless).
  *   ms_port_poll_mask  process context; RX sync + TX sync.
  *
  * Memory: one vmalloc_user() area per port, mapped whole by mmap():
@@ -236,14 +237,54 @@ static int ms_rxsync_locked(struct ms_port *port)
 	    ((head - port->rx_hwhead) & (n - 1)) >
 	    ((port->rx_pubtail - port->rx_hwhead) & (n - 1)))
 		return -EINVAL;
-	port->rx_hwhead = head;
+	WRITE_ONCE(port->rx_hwhead, head);
 	port->rx_kicked = false;	/* the next delivery wakes us again */
 	if (port->rx_pubtail != port->rx_hwtail) {
-		port->rx_pubtail = port->rx_hwtail;
+		WRITE_ONCE(port->rx_pubtail, port->rx_hwtail);
 		/* slot contents before the index */
 		smp_store_release(&ring->tail, port->rx_pubtail);
 	}
 	return (port->rx_pubtail - head) & (n - 1);
+}
+
+/*
+ * RX sync without rx_lock when it would change nothing: no delivery since
+ * the last sync (rx_hwtail still equals rx_pubtail, so rx_kicked is clear:
+ * a delivery sets it as it moves rx_hwtail) and no slot released (head
+ * unmoved).  A busy-polling reader then does not contend with the softirq
+ * that fills the ring.  Returns the slots the user owns, or -EAGAIN when
+ * the locked sync must run.
+ */
+static int ms_rxsync_idle(struct ms_port *port)
+{
+	u32 n = port->rx_slots;
+	u32 head, pubtail;
+
+	/*
+	 * Orders a preceding poll_wait() before the reads below; pairs with
+	 * wq_has_sleeper() after a delivery, so that a frame is either seen
+	 * here or its wakeup reaches the waiter.
+	 */
+	smp_mb();
+	pubtail = READ_ONCE(port->rx_pubtail);
+	if (READ_ONCE(port->rx_hwtail) != pubtail)
+		return -EAGAIN;
+	head = READ_ONCE(port->rx->head);
+	if (head != READ_ONCE(port->rx_hwhead))
+		return -EAGAIN;
+	return (pubtail - head) & (n - 1);
+}
+
+static int ms_rxsync_any(struct ms_port *port)
+{
+	int ret = ms_rxsync_idle(port);
+
+	if (ret != -EAGAIN)
+		return ret;
+	spin_lock_bh(&port->rx_lock);
+	ret = ms_rxsync_locked(port);
+	spin_unlock_bh(&port->rx_lock);
+	return ret;
 }
 
 int ms_port_rxsync(struct ms_port *port)
@@ -252,9 +293,7 @@ int ms_port_rxsync(struct ms_port *port)
 
 	if (READ_ONCE(port->dead))
 		return -ENXIO;
-	spin_lock_bh(&port->rx_lock);
-	ret = ms_rxsync_locked(port);
-	spin_unlock_bh(&port->rx_lock);
+	ret = ms_rxsync_any(port);
 	if (ret >= 0)
 		ms_ring_stamp(port->rx);
 	return ret < 0 ? ret : 0;
@@ -268,9 +307,7 @@ __poll_t ms_port_poll_mask(struct ms_port *port, __poll_t events)
 	if (READ_ONCE(port->dead))
 		return EPOLLERR;
 	if (events & (EPOLLIN | EPOLLRDNORM)) {
-		spin_lock_bh(&port->rx_lock);
-		avail = ms_rxsync_locked(port);
-		spin_unlock_bh(&port->rx_lock);
+		avail = ms_rxsync_any(port);
 		if (avail < 0)
 			return EPOLLERR;
 		if (avail > 0)

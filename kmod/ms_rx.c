@@ -91,7 +91,8 @@ static bool ms_rx_deliver(struct ms_port *port, struct sk_buff *skb,
 	}
 	WRITE_ONCE(slot->len, (u16)len);
 	WRITE_ONCE(slot->flags, 0);
-	port->rx_hwtail = (port->rx_hwtail + 1) & (n - 1);
+	/* read locklessly by ms_rxsync_idle */
+	WRITE_ONCE(port->rx_hwtail, (port->rx_hwtail + 1) & (n - 1));
 	if (!port->rx_kicked) {
 		port->rx_kicked = true;
 		*kick = true;
