@@ -255,17 +255,18 @@ static int ms_rxsync_locked(struct ms_port *port)
  * that fills the ring.  Returns the slots the user owns, or -EAGAIN when
  * the locked sync must run.
  */
-static int ms_rxsync_idle(struct ms_port *port)
+static int ms_rxsync_idle(struct ms_port *port, bool polling)
 {
 	u32 n = port->rx_slots;
 	u32 head, pubtail;
 
 	/*
-	 * Orders a preceding poll_wait() before the reads below; pairs with
+	 * After poll_wait(): orders it before the reads below; pairs with
 	 * wq_has_sleeper() after a delivery, so that a frame is either seen
 	 * here or its wakeup reaches the waiter.
 	 */
-	smp_mb();
+	if (polling)
+		smp_mb();
 	pubtail = READ_ONCE(port->rx_pubtail);
 	if (READ_ONCE(port->rx_hwtail) != pubtail)
 		return -EAGAIN;
@@ -275,9 +276,9 @@ static int ms_rxsync_idle(struct ms_port *port)
 	return (pubtail - head) & (n - 1);
 }
 
-static int ms_rxsync_any(struct ms_port *port)
+static int ms_rxsync_any(struct ms_port *port, bool polling)
 {
-	int ret = ms_rxsync_idle(port);
+	int ret = ms_rxsync_idle(port, polling);
 
 	if (ret != -EAGAIN)
 		return ret;
@@ -293,7 +294,7 @@ int ms_port_rxsync(struct ms_port *port)
 
 	if (READ_ONCE(port->dead))
 		return -ENXIO;
-	ret = ms_rxsync_any(port);
+	ret = ms_rxsync_any(port, false);
 	if (ret >= 0)
 		ms_ring_stamp(port->rx);
 	return ret < 0 ? ret : 0;
@@ -307,7 +308,7 @@ __poll_t ms_port_poll_mask(struct ms_port *port, __poll_t events)
 	if (READ_ONCE(port->dead))
 		return EPOLLERR;
 	if (events & (EPOLLIN | EPOLLRDNORM)) {
-		avail = ms_rxsync_any(port);
+		avail = ms_rxsync_any(port, true);
 		if (avail < 0)
 			return EPOLLERR;
 		if (avail > 0)

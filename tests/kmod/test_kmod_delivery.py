@@ -83,6 +83,25 @@ def test_poll_wakes_on_rx(topo):
     assert [ku.parse(f)["payload"] for f in ku.wait_frames(p, 1)] == [b"wake"]
 
 
+def test_poll_wakes_for_every_frame_and_reports_unread_ones(topo):
+    # An RX sync that would change nothing skips rx_lock: no wakeup may be
+    # lost that way, and frames published but not yet read stay readable.
+    p = topo.port()
+    topo.track(p.claim("udp", topo.a4, 6210))
+    pl = select.poll()
+    pl.register(p.fileno(), select.POLLIN)
+    tx = topo.peer()
+    for i in range(100):
+        assert pl.poll(0) == [], f"round {i}: readable with nothing pending"
+        tx.sendto(b"%03d" % i, (topo.a4, 6210))
+        ev = pl.poll(5000)
+        assert ev and ev[0][1] & select.POLLIN, f"round {i}: poll did not wake"
+        assert pl.poll(0), f"round {i}: a frame not yet read is not reported"
+        frames = p.recv_batch(8)
+        assert [ku.parse(bytes(f))["payload"] for f in frames] == [b"%03d" % i]
+        assert p.recv_batch(8) == []        # gives its slot back
+
+
 def test_batches_preserve_order_and_views_are_released(topo):
     p = topo.port()
     topo.track(p.claim("udp", topo.a4, 6300))
