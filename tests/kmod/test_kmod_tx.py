@@ -93,6 +93,25 @@ def _bad_frame(reason, topo):
     raise AssertionError(reason)
 
 
+def _mixed_batch(topo, sport, dport, other_port_sport=None):
+    """Every bad frame of REASONS twice, each followed by a good one from
+    ``sport`` to ``dport``; returns (frames, {counter: expected count}, good
+    payloads).  ``other_port_sport`` replaces the source port of the
+    other-port frames."""
+    frames, expect, good = [], {}, []
+    for i, reason in enumerate(REASONS * 2):
+        fr, counter = _bad_frame(reason, topo)
+        if reason == "other_port" and other_port_sport is not None:
+            fr = ku.frame(topo.mac_a, topo.mac_b, UDP, topo.a4, topo.b4, other_port_sport,
+                          dport, b"MSTX-other")
+        frames.append(fr)
+        expect[counter] = expect.get(counter, 0) + 1
+        good.append(b"good-%d" % i)
+        frames.append(ku.frame(topo.mac_a, topo.mac_b, UDP, topo.a4, topo.b4, sport, dport,
+                               good[-1]))
+    return frames, expect, good
+
+
 @pytest.mark.parametrize("reason", REASONS)
 def test_rejected_and_counted_by_reason(tx_setup, reason):
     topo, p, q, rx, sniff = tx_setup
@@ -158,19 +177,13 @@ def test_slot_longer_than_its_buffer_is_refused(tx_setup):
 
 def test_batch_of_mixed_frames(tx_setup):
     topo, p, _, rx, _ = tx_setup
-    frames, expect = [], {}
-    for i, reason in enumerate(REASONS * 2):
-        fr, counter = _bad_frame(reason, topo)
-        frames.append(fr)
-        expect[counter] = expect.get(counter, 0) + 1
-        frames.append(ku.frame(topo.mac_a, topo.mac_b, UDP, topo.a4, topo.b4, 7500, 7502,
-                               b"good-%d" % i))
+    frames, expect, good = _mixed_batch(topo, 7500, 7502)
     _send(p, frames)
     st = p.raw_stats()[0]
     for counter, n in expect.items():
         assert st[counter] == n, counter
-    assert st["tx_sent"] == len(REASONS) * 2
-    assert sorted(ku.drain(rx, 1.0)) == sorted(b"good-%d" % i for i in range(len(REASONS) * 2))
+    assert st["tx_sent"] == len(good)
+    assert sorted(ku.drain(rx, 1.0)) == sorted(good)
 
 
 def test_ipv6_tx_rules(tx_setup):

@@ -13,7 +13,7 @@ import pytest
 import kmodutil as ku
 from multistack import kernel
 from multistack._native import ffi, lib
-from test_kmod_tx import REASONS, _bad_frame
+from test_kmod_tx import _mixed_batch, _send
 
 UDP = socket.IPPROTO_UDP
 
@@ -34,11 +34,6 @@ def bypass_setup(topo):
 def _frames(topo, sport, tag, n):
     return [ku.frame(topo.mac_a, topo.mac_b, UDP, topo.a4, topo.b4, sport, 7702,
                      b"%s-%d" % (tag, i)) for i in range(n)]
-
-
-def _send(port, frames):
-    assert port.send_batch(frames) == len(frames)
-    port.sync()
 
 
 def _carrier(ifname):
@@ -87,24 +82,15 @@ def test_bypass_frames_go_out(bypass_setup):
 
 def test_bypass_counts_every_rejection(bypass_setup):
     topo, _, b, rx = bypass_setup
-    frames, expect = [], {}
-    for i, reason in enumerate(REASONS * 2):
-        fr, counter = _bad_frame(reason, topo)
-        if reason == "other_port":                 # port d owns 7700
-            fr = ku.frame(topo.mac_a, topo.mac_b, UDP, topo.a4, topo.b4, 7700, 7702,
-                          b"MSTX-other")
-        frames.append(fr)
-        expect[counter] = expect.get(counter, 0) + 1
-        frames.append(ku.frame(topo.mac_a, topo.mac_b, UDP, topo.a4, topo.b4, 7701, 7702,
-                               b"good-%d" % i))
+    frames, expect, good = _mixed_batch(topo, 7701, 7702, other_port_sport=7700)  # d owns 7700
     _send(b, frames)
     st = b.raw_stats()[0]
     # the other bad frames carry sport 7500, registered nowhere here: each
     # fails its own check before ownership, so only its counter moves
     for counter, n in expect.items():
         assert st[counter] == n, (counter, {k: v for k, v in st.items() if v})
-    assert st["tx_sent"] == len(REASONS) * 2
-    assert sorted(ku.drain(rx, 1.5)) == sorted(b"good-%d" % i for i in range(len(REASONS) * 2))
+    assert st["tx_sent"] == len(good)
+    assert sorted(ku.drain(rx, 1.5)) == sorted(good)
 
 
 def test_default_mode_goes_through_the_qdisc_and_bypass_does_not(bypass_setup):
