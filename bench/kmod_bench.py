@@ -57,6 +57,9 @@ RX_PORT, TX_PORT, SINK_PORT = 9000, 9001, 9
 RX_SLOTS = 4096
 SOCK_RCVBUF = 4 << 20
 NOWHERE_MAC = "02:00:5e:00:00:01"   # no interface has it: the peer drops
+# A port's kernel-private TX frame pages at most: MS_TX_PAGES (4) pages of
+# order MS_TX_PAGE_ORDER (3), kmod/ms_internal.h
+TX_PAGES_MAX = 4 * (os.sysconf("SC_PAGE_SIZE") << 3)
 
 SIZES = [64, 128, 256, 512, 1024, 1518]
 QUICK_SIZES = [64, 512, 1518]
@@ -1011,9 +1014,9 @@ def main():
             if m.get("proc_txmem", -1) >= 0:
                 print("  TX frame pages (kernel-private, not in mem_size; "
                       "\"txmem\" after %d frames of %d B, no FCS): %d bytes; the "
-                      "module holds at most 4 x 32 KiB = 131072" % (
-                          m["tx_frames"], m["tx_len"], m["proc_txmem"]))
-                total = m["mem_size"] + max(m["proc_txmem"], 131072)
+                      "module holds at most %d" % (
+                          m["tx_frames"], m["tx_len"], m["proc_txmem"], TX_PAGES_MAX))
+                total = m["mem_size"] + max(m["proc_txmem"], TX_PAGES_MAX)
                 print("  per port in all, mem_size + TX pages at most: "
                       "%d bytes = %.2f MiB" % (total, total / 2**20))
             else:
