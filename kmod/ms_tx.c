@@ -17,7 +17,8 @@
  *      registration table under one rcu_read_lock;
  *   3. send:
  *      - default: dev_queue_xmit() per frame, so the interface's qdisc
- *        (tc, netem, shaping) sees every frame;
+ *        (tc, netem, shaping) sees every frame; the burst is sent in one
+ *        local_bh_disable() section, so the softirqs it raises run once;
  *      - MS_PORT_F_QDISC_BYPASS: under rcu_read_lock_bh, the TX queue's
  *        lock (HARD_TX_LOCK) taken once for the burst, frames handed to
  *        the driver with netdev_start_xmit(), xmit_more set on all but the
@@ -135,73 +136,78 @@ void ms_port_tx_free_pages(struct ms_port *port)
 }
 
 /*
- * A private skb for a len-byte frame: data from ms_tx_frag(); frames too
- * big for a fragment, or a failed page allocation, fall back to alloc_skb.
+ * One slot of a burst.  Phase 1 (may sleep) reads the slot once, checks
+ * it and reserves memory for the private copy: a fragment of the port's
+ * pages (ms_tx_frag_size bytes) or, for frames too big for one or when no
+ * page could be had, an alloc_skb() skb.
  */
-static struct sk_buff *ms_tx_alloc(struct ms_tx_ctx *c, u32 len)
-{
-	u32 size = SKB_DATA_ALIGN(c->headroom + len) +
-		   SKB_DATA_ALIGN(sizeof(struct skb_shared_info));
-	struct sk_buff *skb;
-	void *data;
+struct ms_tx_frame {
+	void *mem;			/* the fragment, or the skb */
+	u32 off;			/* the frame's offset in the pool */
+	u16 len;			/* <= MS_MAX_BUF_SIZE */
+	bool is_frag;
+};
 
-	if (size <= PAGE_SIZE) {
-		data = ms_tx_frag(c->port, size);
-		if (data) {
-			skb = build_skb(data, size);
-			if (skb)
-				goto out;
-			skb_free_frag(data);
-		}
-	}
-	skb = alloc_skb(c->headroom + len, GFP_KERNEL);
-	if (!skb)
-		return NULL;
-out:
-	skb_reserve(skb, c->headroom);
-	return skb;
+static u32 ms_tx_frag_size(const struct ms_tx_ctx *c, u32 len)
+{
+	return SKB_DATA_ALIGN(c->headroom + len) +
+	       SKB_DATA_ALIGN(sizeof(struct skb_shared_info));
+}
+
+/* Phase 1: returns 0, or the MS_STAT_* counter of the rejection. */
+static int ms_tx_reserve(struct ms_tx_ctx *c,
+			 const struct ms_netmap_slot *slot,
+			 struct ms_tx_frame *f)
+{
+	struct ms_port *port = c->port;
+	u32 idx = READ_ONCE(slot->buf_idx);
+	u32 len = READ_ONCE(slot->len);
+	u32 size = ms_tx_frag_size(c, len);
+
+	if (len < MS_MIN_FRAME)
+		return MS_STAT_TX_REJ_RUNT;
+	if (len > c->max_len)
+		return MS_STAT_TX_REJ_OVERSIZE;
+	if (idx >= port->nbufs)
+		return MS_STAT_TX_REJ_BAD_SLOT;
+	f->off = idx * port->buf_size;
+	f->len = len;
+	f->mem = size <= PAGE_SIZE ? ms_tx_frag(port, size) : NULL;
+	f->is_frag = f->mem;
+	if (!f->mem)
+		f->mem = alloc_skb(c->headroom + len, GFP_KERNEL);
+	return f->mem ? 0 : MS_STAT_TX_ERROR;
 }
 
 /*
- * Copies one slot into a private skb and runs every check that does not
- * need the registration table on that copy.  Returns the skb, its source
- * tuple in ms_tx_key(skb), or NULL with *reason set to the MS_STAT_*
- * counter.
+ * Phase 2, BH disabled (napi_build_skb takes skb heads from the per-CPU
+ * cache, refilled in bulk): copies the frame into its private skb and
+ * runs every check that does not need the registration table on that
+ * copy.  Returns the skb, its source tuple in ms_tx_key(skb), or NULL
+ * with *reason set to the MS_STAT_* counter; the reserved memory is
+ * consumed either way.
  */
 static struct sk_buff *ms_tx_prepare(struct ms_tx_ctx *c,
-				     const struct ms_netmap_slot *slot,
-				     int *reason)
+				     const struct ms_tx_frame *f, int *reason)
 {
-	struct ms_port *port = c->port;
 	struct net_device *dev = c->dev;
-	u32 idx = READ_ONCE(slot->buf_idx);
-	u32 len = READ_ONCE(slot->len);
 	struct ms_cls_result cls;
-	struct sk_buff *skb;
+	struct sk_buff *skb = f->mem;
 	struct ms_key *key;
 	int v;
 
-	if (len < MS_MIN_FRAME) {
-		*reason = MS_STAT_TX_REJ_RUNT;
-		return NULL;
+	if (f->is_frag) {
+		skb = napi_build_skb(f->mem, ms_tx_frag_size(c, f->len));
+		if (!skb) {
+			skb_free_frag(f->mem);
+			*reason = MS_STAT_TX_ERROR;
+			return NULL;
+		}
 	}
-	if (len > c->max_len) {
-		*reason = MS_STAT_TX_REJ_OVERSIZE;
-		return NULL;
-	}
-	if (idx >= port->nbufs) {
-		*reason = MS_STAT_TX_REJ_BAD_SLOT;
-		return NULL;
-	}
+	skb_reserve(skb, c->headroom);
+	skb_put_data(skb, c->port->pool + f->off, f->len);
 
-	skb = ms_tx_alloc(c, len);
-	if (!skb) {
-		*reason = MS_STAT_TX_ERROR;
-		return NULL;
-	}
-	skb_put_data(skb, port->pool + (size_t)idx * port->buf_size, len);
-
-	v = ms_classify(skb->data, len, 0, &cls);
+	v = ms_classify(skb->data, f->len, 0, &cls);
 	if (v != MS_CLS_OK) {
 		*reason = v == MS_CLS_FRAGMENT ? MS_STAT_TX_REJ_FRAGMENT :
 						 MS_STAT_TX_REJ_MALFORMED;
@@ -233,7 +239,7 @@ drop:
 	return NULL;
 }
 
-/* Through the qdisc; counts the frame.  Process context, BH enabled. */
+/* Through the qdisc; counts the frame.  BH disabled by the caller. */
 static void ms_tx_queue(struct ms_tx_ctx *c, struct sk_buff *skb)
 {
 	u32 len = skb->len;
@@ -296,19 +302,37 @@ static int ms_tx_direct(struct ms_tx_ctx *c, struct sk_buff **skbs, int n)
 static void ms_tx_burst(struct ms_tx_ctx *c, u32 first, u32 n)
 {
 	struct ms_port *port = c->port;
+	struct ms_tx_frame frames[MS_TX_BURST];
 	struct sk_buff *skbs[MS_TX_BURST];
 	u32 mask = port->tx_slots - 1, i;
 	int k = 0, j, done = 0, reason;
 	struct ms_reg *reg;
 
+	/* reserve: may sleep; frames[0..k) are the slots that passed */
 	for (i = 0; i < n; i++) {
-		skbs[k] = ms_tx_prepare(c, ms_slot(port->tx, (first + i) & mask),
-					&reason);
-		if (skbs[k])
+		reason = ms_tx_reserve(c, ms_slot(port->tx, (first + i) & mask),
+				       &frames[k]);
+		if (reason)
+			c->cnt[reason]++;
+		else
 			k++;
+	}
+
+	/*
+	 * One BH section for the rest of the burst: skb heads come from the
+	 * per-CPU cache, and the softirqs the frames raise (a veth peer's
+	 * receive, qdisc runs) run once, for all of them, at the end.
+	 */
+	local_bh_disable();
+	for (i = 0, j = 0; i < k; i++) {
+		struct sk_buff *skb = ms_tx_prepare(c, &frames[i], &reason);
+
+		if (skb)
+			skbs[j++] = skb;
 		else
 			c->cnt[reason]++;
 	}
+	k = j;
 
 	/* ownership: the source tuple must be registered to this port */
 	rcu_read_lock();
@@ -333,6 +357,7 @@ static void ms_tx_burst(struct ms_tx_ctx *c, u32 first, u32 n)
 	}
 	for (; done < k; done++)
 		ms_tx_queue(c, skbs[done]);
+	local_bh_enable();
 }
 
 int ms_port_txsync(struct ms_port *port)
