@@ -14,7 +14,9 @@
  * poll().  SIGTERM ends the window early.  Every frame is read (its UDP
  * destination port is checked), as an application would.  Prints
  *   packets=N bytes=B seconds=S drop_full=D mem_size=M other=X offered=O
- * bytes are whole Ethernet frame bytes; drop_full is the port's
+ *   cpu_busy=C batches=K
+ * bytes are whole Ethernet frame bytes; batches counts the drains that
+ * found frames (packets / batches: frames per wakeup); drop_full is the port's
  * MS_STAT_RX_DROP_FULL delta over the window; other counts frames in the
  * ring not addressed to PORT; offered is the rx_packets delta of IFNAME
  * over the window (what reached the interface).
@@ -60,7 +62,7 @@ int main(int argc, char **argv)
 	const char *ifname = NULL, *addr = NULL;
 	int port = 0, cpu = -1, extra = 0, busy = 0, info_only = 0, opt, i, s;
 	uint32_t slots = 0;
-	uint64_t pk = 0, by = 0, other = 0, junk = 0, d0, d1, o0, o1;
+	uint64_t pk = 0, by = 0, other = 0, junk = 0, batches = 0, d0, d1, o0, o1;
 	struct msport p, *xp;
 	struct ms_stats st;
 	struct pollfd pfd;
@@ -154,7 +156,8 @@ int main(int argc, char **argv)
 			ioctl(p.fd, MS_IOC_RXSYNC);
 		else if (poll(&pfd, 1, 100) < 0 && errno != EINTR)
 			die("poll");
-		drain(&p, pbe, &pk, &by, &other);
+		if (drain(&p, pbe, &pk, &by, &other))
+			batches++;
 	}
 	o1 = dev_rx_packets(ifname);
 	c1 = cpu_times(cpu);
@@ -162,10 +165,10 @@ int main(int argc, char **argv)
 		die("MS_IOC_STATS");
 	d1 = st.port[MS_STAT_RX_DROP_FULL];
 	printf("packets=%llu bytes=%llu seconds=%.6f drop_full=%llu "
-	       "mem_size=%u other=%llu offered=%llu cpu_busy=%.4f\n",
+	       "mem_size=%u other=%llu offered=%llu cpu_busy=%.4f batches=%llu\n",
 	       (unsigned long long)pk, (unsigned long long)by, t - t0,
 	       (unsigned long long)(d1 - d0), p.info.mem_size,
 	       (unsigned long long)other, (unsigned long long)(o1 - o0),
-	       cpu_busy_s(c0, c1));
+	       cpu_busy_s(c0, c1), (unsigned long long)batches);
 	return 0;
 }

@@ -14,6 +14,8 @@
  * nothing arrived.  -b busy-polls (recvmmsg with MSG_DONTWAIT) instead of
  * sleeping until a datagram arrives.  SIGTERM ends the window early.  offered is the rx_packets delta of IFNAME over the window
  * (what reached the interface; 0 without -i).
+ * batches counts the recvmmsg() calls that returned datagrams (packets /
+ * batches: datagrams per wakeup).
  * cpu_busy is how many seconds CPU -c (the system under test) was busy
  * during the window, from /proc/stat: cpu_busy / packets is the cost of
  * one packet on that CPU, whoever spent it (softirq, syscall, user).
@@ -63,7 +65,7 @@ int main(int argc, char **argv)
 	struct sockaddr_in sin = { .sin_family = AF_INET };
 	struct timeval tv = { .tv_sec = 0, .tv_usec = 100000 };
 	double secs = 2, warm = 0.5, wait_first = 10, t0, tend, t;
-	uint64_t pkts = 0, bytes = 0, e0, e1;
+	uint64_t pkts = 0, bytes = 0, batches = 0, e0, e1;
 	const char *addr = NULL, *ifname = NULL;
 	uint64_t o0, o1;
 	int port = 0, cpu = -1, opt, s, i, n, rcvbuf = 8 << 20, busy = 0;
@@ -135,6 +137,7 @@ int main(int argc, char **argv)
 		t = now_s();
 		if (n > 0) {
 			pkts += n;
+			batches++;
 			for (i = 0; i < n; i++)
 				bytes += msgs[i].msg_len;
 		}
@@ -145,9 +148,9 @@ int main(int argc, char **argv)
 	c1 = cpu_times(cpu);
 	e1 = udp_rcvbuf_errors();
 	printf("packets=%llu bytes=%llu seconds=%.6f rcvbuf_errors=%llu "
-	       "offered=%llu cpu_busy=%.4f\n",
+	       "offered=%llu cpu_busy=%.4f batches=%llu\n",
 	       (unsigned long long)pkts, (unsigned long long)bytes, t - t0,
 	       (unsigned long long)(e1 - e0), (unsigned long long)(o1 - o0),
-	       cpu_busy_s(c0, c1));
+	       cpu_busy_s(c0, c1), (unsigned long long)batches);
 	return 0;
 }
