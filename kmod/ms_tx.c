@@ -8,17 +8,21 @@
  * MS_TX_BURST frames; between bursts nothing is held but tx_mutex and the
  * device reference, and the task may be rescheduled (cond_resched).  Within
  * a burst:
- *   1. prepare: each frame is copied out of the shared buffer into a
- *      fresh skb (data carved from the port's recycled pages,
- *      port->tx_pages, under tx_mutex; GFP_KERNEL) and all checks run on
- *      that private copy (user space may rewrite the shared buffer
+ *   1. reserve (may sleep): each slot is read once, its length and buffer
+ *      index checked, and memory for its private copy taken: a fragment
+ *      of the port's recycled pages (port->tx_pages, under tx_mutex;
+ *      GFP_KERNEL), or an alloc_skb() skb for frames too big for one.
+ *   The rest of the burst runs in one local_bh_disable() section:
+ *   2. prepare: each frame is copied out of the shared buffer into its
+ *      skb (heads from the per-CPU cache, napi_build_skb) and all checks
+ *      run on that private copy (user space may rewrite the shared buffer
  *      concurrently);
- *   2. ownership: the burst's source tuples are looked up in the
+ *   3. ownership: the burst's source tuples are looked up in the
  *      registration table under one rcu_read_lock;
- *   3. send:
+ *   4. send (the softirqs it raises, such as a veth peer's receive, run
+ *      once for the burst, at local_bh_enable()):
  *      - default: dev_queue_xmit() per frame, so the interface's qdisc
- *        (tc, netem, shaping) sees every frame; the burst is sent in one
- *        local_bh_disable() section, so the softirqs it raises run once;
+ *        (tc, netem, shaping) sees every frame;
  *      - MS_PORT_F_QDISC_BYPASS: under rcu_read_lock_bh, the TX queue's
  *        lock (HARD_TX_LOCK) taken once for the burst, frames handed to
  *        the driver with netdev_start_xmit(), xmit_more set on all but the
@@ -85,8 +89,8 @@ static struct ms_key *ms_tx_key(struct sk_buff *skb)
 
 /*
  * TX frame memory: a few high-order pages per port, used in rotation and
- * carved into fragments, one per skb (build_skb; skb_free_frag drops the
- * fragment's page reference).  A page is reused in place once only the
+ * carved into fragments, one per skb (napi_build_skb; skb_free_frag drops
+ * the fragment's page reference).  A page is reused in place once only the
  * port's own reference is left, i.e. every skb carved from it was freed;
  * otherwise the port lets go of it (the skbs keep it alive) and takes a
  * fresh one.  So a driver that frees quickly gets the same warm pages
