@@ -166,7 +166,7 @@ static int ms_tx_reserve(struct ms_tx_ctx *c,
 	struct ms_port *port = c->port;
 	u32 idx = READ_ONCE(slot->buf_idx);
 	u32 len = READ_ONCE(slot->len);
-	u32 size = ms_tx_frag_size(c, len);
+	u32 size;
 
 	if (len < MS_MIN_FRAME)
 		return MS_STAT_TX_REJ_RUNT;
@@ -176,6 +176,7 @@ static int ms_tx_reserve(struct ms_tx_ctx *c,
 		return MS_STAT_TX_REJ_BAD_SLOT;
 	f->off = idx * port->buf_size;
 	f->len = len;
+	size = ms_tx_frag_size(c, len);
 	f->mem = size <= PAGE_SIZE ? ms_tx_frag(port, size) : NULL;
 	f->is_frag = f->mem;
 	if (!f->mem)
