@@ -57,6 +57,8 @@ RX_PORT, TX_PORT, SINK_PORT = 9000, 9001, 9
 RX_SLOTS = 4096
 SOCK_RCVBUF = 4 << 20
 NOWHERE_MAC = "02:00:5e:00:00:01"   # no interface has it: the peer drops
+# Coalesced RX arrivals: one burst per slot, about 30 frames at 64 B.
+COALESCE_SLOT = "200us"
 # A port's kernel-private TX frame pages at most: MS_TX_PAGES (4) pages of
 # order MS_TX_PAGE_ORDER (3), kmod/ms_internal.h
 TX_PAGES_MAX = 4 * (os.sysconf("SC_PAGE_SIZE") << 3)
@@ -391,6 +393,22 @@ class Pktgen:
 # measurements
 
 
+def coalesce(pg, on):
+    """Frames from pktgen through a netem qdisc on the generator's side
+    that releases them once per COALESCE_SLOT (on), or straight to the
+    veth again (off)."""
+    if on:
+        r = run(["modprobe", "sch_netem"], check=False)
+        if r.returncode != 0:
+            raise RuntimeError("modprobe sch_netem: " + first_line(r.stderr))
+        nsh(GEN, "tc qdisc replace dev %s root netem slot %s %s"
+            % (GIF, COALESCE_SLOT, COALESCE_SLOT))
+        pg.pgset(pg.dev, "xmit_mode queue_xmit")
+    else:
+        pg.pgset(pg.dev, "xmit_mode start_xmit")
+        nsh(GEN, "tc qdisc del dev %s root" % GIF, check=False)
+
+
 class Bench:
     def __init__(self, args):
         self.args = args
@@ -668,6 +686,20 @@ def median(results):
     return results[-1]
 
 
+def offered_cost_note(size, a, b):
+    """A note with each side's CPU cost per frame that reached the
+    interface, dropped ones included, or None.  An overloaded receiver
+    spends CPU on frames it then drops, so its cost per frame received
+    overstates what a frame costs it."""
+    costs = []
+    for r in (b, a):
+        if not isinstance(r, dict) or not r.get("offered") or not r.get("cpu_busy"):
+            return None
+        costs.append(r["cpu_busy"] / r["offered"] * 1e6)
+    return ("%d B: CPU cost per frame offered (received or dropped): B %.2f us, "
+            "A %.2f us, 1/cost %.2fx" % (size, costs[0], costs[1], costs[0] / costs[1]))
+
+
 def least_cost(results):
     """Of repeated RX measurements, the one with the lowest CPU cost per
     packet, as best() keeps the highest rate: the least disturbed run.  By
@@ -845,7 +877,8 @@ def main():
                     port_all.append(attempt(b.rx_port, pg))
                 os_res, port_res = least_cost(os_all), least_cost(port_all)
                 notes += filter(None, (spread(size, port_all, os_all),
-                                       batching(size, port_all, os_all)))
+                                       batching(size, port_all, os_all),
+                                       offered_cost_note(size, port_res, os_res)))
                 if isinstance(port_res, dict) and port_res.get("drop_full"):
                     notes.append("%d B: the port's ring overflowed %d times "
                                  "(counted drops)" % (size,
@@ -866,6 +899,27 @@ def main():
         if b.ncpu < 3 and rx_sizes:
             print("  note: 2-core figures: n/a (the VM has %d vCPUs: one "
                   "generates, one is the system under test)" % b.ncpu)
+
+        # ---- RX with arrivals coalesced, as a NIC's interrupt moderation
+        # does: above, a receiver that keeps up takes one RPS IPI and one
+        # NET_RX softirq per frame, an overloaded one a batch per wakeup.
+        if rx_sizes and pg.ok:
+            coalesce_sizes = [x for x in rx_sizes if x in (64, 1518)]
+            try:
+                coalesce(pg, True)
+            except RuntimeError as e:
+                print("\nRX with arrivals coalesced: n/a (%s)"
+                      % str(e).splitlines()[0])
+            else:
+                try:
+                    rx_table(pg, coalesce_sizes,
+                             "RX over the veth, arrivals coalesced (netem "
+                             "slot %s on msg0, pktgen through its qdisc: "
+                             "frames reach msd0 in bursts, as from a NIC "
+                             "with interrupt moderation) -> A = port vs "
+                             "B = recvmmsg" % COALESCE_SLOT)
+                finally:
+                    coalesce(pg, False)
 
         # ---- RX into Python (the project's binding) vs the C ring drain
         if rx_sizes and pg.ok:
