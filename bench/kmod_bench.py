@@ -15,7 +15,11 @@ Topology (two namespaces this script creates and deletes)::
   the module figure is a port that registered UDP 10.77.0.2:9000 and
   drains its RX ring (bench/ms_rx.c).  Receive processing of msd0 is
   steered to CPU 1 with RPS and the receiver is pinned there, so the
-  generator and the system under test do not share a CPU.
+  generator and the system under test do not share a CPU.  A second RX
+  table sends pktgen's frames through a netem qdisc on msg0 that releases
+  them once per slot (COALESCE_SLOT), so both receivers get bursts, as
+  from a NIC with interrupt moderation, instead of one RPS IPI per frame
+  for a receiver that keeps up.
 * TX: the same UDP frame is sent from msd0 by a raw AF_PACKET socket with
   sendmmsg() (bench/pkt_tx.c) and by a port through its TX ring and
   MS_IOC_TXSYNC (bench/ms_tx.c), which validates every frame.  Frames
