@@ -137,6 +137,40 @@ out:
 	return ct;
 }
 
+/*
+ * Function-call IPIs taken by `cpu` (the CAL line of /proc/interrupts):
+ * RPS sends one to wake a CPU whose backlog had run empty.
+ */
+static inline unsigned long long cpu_ipis(int cpu)
+{
+	unsigned long long n = 0;
+	char line[4096], *p, *end;
+	FILE *f = fopen("/proc/interrupts", "r");
+	int i;
+
+	if (!f || cpu < 0)
+		goto out;
+	while (fgets(line, sizeof(line), f)) {
+		p = line + strspn(line, " ");
+		if (strncmp(p, "CAL:", 4))
+			continue;
+		p += 4;
+		for (i = 0; i <= cpu; i++) {
+			n = strtoull(p, &end, 10);
+			if (end == p) {
+				n = 0;
+				break;
+			}
+			p = end;
+		}
+		break;
+	}
+out:
+	if (f)
+		fclose(f);
+	return n;
+}
+
 /* Seconds the CPU was busy between two samples. */
 static inline double cpu_busy_s(struct cpu_times a, struct cpu_times b)
 {

@@ -18,8 +18,8 @@ Topology (two namespaces this script creates and deletes)::
   generator and the system under test do not share a CPU.  A second RX
   table sends pktgen's frames through a netem qdisc on msg0 that releases
   them once per slot (COALESCE_SLOT), so both receivers get bursts, as
-  from a NIC with interrupt moderation, instead of one RPS IPI per frame
-  for a receiver that keeps up.
+  from a NIC with interrupt moderation, instead of an RPS IPI for most
+  frames.
 * TX: the same UDP frame is sent from msd0 by a raw AF_PACKET socket with
   sendmmsg() (bench/pkt_tx.c) and by a port through its TX ring and
   MS_IOC_TXSYNC (bench/ms_tx.c), which validates every frame.  Frames
@@ -664,21 +664,24 @@ def spread(size, a_all, b_all):
 
 
 def batching(size, a_all, b_all):
-    """A note with each repetition's CPU cost and frames per wakeup, or None.
+    """A note with each repetition's CPU cost, frames per wakeup and RPS
+    IPIs per frame, or None.
 
     Frames per wakeup (per read that found some) shows how far below
     saturation a receiver runs: one that keeps up wakes for every frame or
     two and pays the wakeup for each, one that is behind finds a full
-    batch every time."""
+    batch every time.  IPIs per frame show how often the receiving CPU's
+    backlog ran empty and RPS had to wake it."""
     parts = []
     for label, rs in (("B", b_all), ("A", a_all)):
-        runs = ["%.2f us/%.1f" % (cost_us(r), r["packets"] / r["batches"])
+        runs = ["%.2f us/%.1f/%.2f" % (cost_us(r), r["packets"] / r["batches"],
+                                       r.get("ipis", 0) / r["packets"])
                 for r in rs if isinstance(r, dict) and r.get("batches")
                 and cost_us(r) is not None]
         if runs:
             parts.append("%s %s" % (label, ", ".join(runs)))
-    return ("%d B: us/pkt / frames per wakeup, each repetition: %s"
-            % (size, "; ".join(parts))) if parts else None
+    return ("%d B: us/pkt / frames per wakeup / IPIs per frame, each "
+            "repetition: %s" % (size, "; ".join(parts))) if parts else None
 
 
 def median(results):
@@ -905,8 +908,8 @@ def main():
                   "generates, one is the system under test)" % b.ncpu)
 
         # ---- RX with arrivals coalesced, as a NIC's interrupt moderation
-        # does: above, a receiver that keeps up takes one RPS IPI and one
-        # NET_RX softirq per frame, an overloaded one a batch per wakeup.
+        # does: above, frames arrive one at a time and the receiving CPU
+        # takes an RPS IPI for most of them.
         if rx_sizes and pg.ok:
             coalesce_sizes = [x for x in rx_sizes if x in (64, 1518)]
             try:

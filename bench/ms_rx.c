@@ -14,9 +14,10 @@
  * poll().  SIGTERM ends the window early.  Every frame is read (its UDP
  * destination port is checked), as an application would.  Prints
  *   packets=N bytes=B seconds=S drop_full=D mem_size=M other=X offered=O
- *   cpu_busy=C batches=K
+ *   cpu_busy=C batches=K ipis=I
  * bytes are whole Ethernet frame bytes; batches counts the drains that
- * found frames (packets / batches: frames per wakeup); drop_full is the port's
+ * found frames (packets / batches: frames per wakeup); ipis the
+ * function-call IPIs CPU -c took in the window (cpu_ipis); drop_full is the port's
  * MS_STAT_RX_DROP_FULL delta over the window; other counts frames in the
  * ring not addressed to PORT; offered is the rx_packets delta of IFNAME
  * over the window (what reached the interface).
@@ -63,6 +64,7 @@ int main(int argc, char **argv)
 	int port = 0, cpu = -1, extra = 0, busy = 0, info_only = 0, opt, i, s;
 	uint32_t slots = 0;
 	uint64_t pk = 0, by = 0, other = 0, junk = 0, batches = 0, d0, d1, o0, o1;
+	unsigned long long i0, i1;
 	struct msport p, *xp;
 	struct ms_stats st;
 	struct pollfd pfd;
@@ -148,6 +150,7 @@ int main(int argc, char **argv)
 		die("MS_IOC_STATS");
 	d0 = st.port[MS_STAT_RX_DROP_FULL];
 	c0 = cpu_times(cpu);
+	i0 = cpu_ipis(cpu);
 	o0 = dev_rx_packets(ifname);
 	t0 = now_s();
 	tend = t0 + secs;
@@ -160,15 +163,16 @@ int main(int argc, char **argv)
 			batches++;
 	}
 	o1 = dev_rx_packets(ifname);
+	i1 = cpu_ipis(cpu);
 	c1 = cpu_times(cpu);
 	if (msport_stats(&p, &st))
 		die("MS_IOC_STATS");
 	d1 = st.port[MS_STAT_RX_DROP_FULL];
 	printf("packets=%llu bytes=%llu seconds=%.6f drop_full=%llu "
-	       "mem_size=%u other=%llu offered=%llu cpu_busy=%.4f batches=%llu\n",
+	       "mem_size=%u other=%llu offered=%llu cpu_busy=%.4f batches=%llu ipis=%llu\n",
 	       (unsigned long long)pk, (unsigned long long)by, t - t0,
 	       (unsigned long long)(d1 - d0), p.info.mem_size,
 	       (unsigned long long)other, (unsigned long long)(o1 - o0),
-	       cpu_busy_s(c0, c1), (unsigned long long)batches);
+	       cpu_busy_s(c0, c1), (unsigned long long)batches, i1 - i0);
 	return 0;
 }

@@ -15,7 +15,8 @@
  * sleeping until a datagram arrives.  SIGTERM ends the window early.  offered is the rx_packets delta of IFNAME over the window
  * (what reached the interface; 0 without -i).
  * batches counts the recvmmsg() calls that returned datagrams (packets /
- * batches: datagrams per wakeup).
+ * batches: datagrams per wakeup); ipis the function-call IPIs CPU -c took
+ * in the window (cpu_ipis).
  * cpu_busy is how many seconds CPU -c (the system under test) was busy
  * during the window, from /proc/stat: cpu_busy / packets is the cost of
  * one packet on that CPU, whoever spent it (softirq, syscall, user).
@@ -66,6 +67,7 @@ int main(int argc, char **argv)
 	struct timeval tv = { .tv_sec = 0, .tv_usec = 100000 };
 	double secs = 2, warm = 0.5, wait_first = 10, t0, tend, t;
 	uint64_t pkts = 0, bytes = 0, batches = 0, e0, e1;
+	unsigned long long i0, i1;
 	const char *addr = NULL, *ifname = NULL;
 	uint64_t o0, o1;
 	int port = 0, cpu = -1, opt, s, i, n, rcvbuf = 8 << 20, busy = 0;
@@ -128,6 +130,7 @@ int main(int argc, char **argv)
 	/* measurement window */
 	e0 = udp_rcvbuf_errors();
 	c0 = cpu_times(cpu);
+	i0 = cpu_ipis(cpu);
 	o0 = dev_rx_packets(ifname);
 	t0 = now_s();
 	tend = t0 + secs;
@@ -145,12 +148,13 @@ int main(int argc, char **argv)
 			break;
 	}
 	o1 = dev_rx_packets(ifname);
+	i1 = cpu_ipis(cpu);
 	c1 = cpu_times(cpu);
 	e1 = udp_rcvbuf_errors();
 	printf("packets=%llu bytes=%llu seconds=%.6f rcvbuf_errors=%llu "
-	       "offered=%llu cpu_busy=%.4f batches=%llu\n",
+	       "offered=%llu cpu_busy=%.4f batches=%llu ipis=%llu\n",
 	       (unsigned long long)pkts, (unsigned long long)bytes, t - t0,
 	       (unsigned long long)(e1 - e0), (unsigned long long)(o1 - o0),
-	       cpu_busy_s(c0, c1), (unsigned long long)batches);
+	       cpu_busy_s(c0, c1), (unsigned long long)batches, i1 - i0);
 	return 0;
 }
