@@ -616,13 +616,13 @@ def table(title, header_a, header_b, rows, notes, offered=True):
         "pps", "1/cost"))
     print("-" * 90)
     for size, a, b in rows:
-        offered = ""
+        rates = ""
         for r in (b, a):
-            if isinstance(r, dict) and r.get("offered"):
-                offered += "%.1f " % (r["offered"] / r["seconds"] / 1e3)
+            if offered and isinstance(r, dict) and r.get("offered"):
+                rates += "%.1f " % (r["offered"] / r["seconds"] / 1e3)
         print("%6d | %s | %s | %s | %s" % (
             size, side(b, size), side(a, size), ratios(a, b),
-            offered.strip()))
+            rates.strip()))
     grouped = {}
     for size, a, b in rows:
         for label, r in (("B", b), ("A", a)):
