@@ -17,8 +17,8 @@
  *   cpu_busy=C batches=K ipis=I
  * bytes are whole Ethernet frame bytes; batches counts the drains that
  * found frames (packets / batches: frames per wakeup); ipis the
- * function-call IPIs CPU -c took in the window (cpu_ipis); drop_full is the port's
- * MS_STAT_RX_DROP_FULL delta over the window; other counts frames in the
+ * function-call IPIs CPU -c took in the window (cpu_ipis); drop_full is
+ * the port's MS_STAT_RX_DROP_FULL delta over the window; other counts frames in the
  * ring not addressed to PORT; offered is the rx_packets delta of IFNAME
  * over the window (what reached the interface).
  * Exit 3 when the module or a feature is missing (reason on stderr).
@@ -169,7 +169,8 @@ int main(int argc, char **argv)
 		die("MS_IOC_STATS");
 	d1 = st.port[MS_STAT_RX_DROP_FULL];
 	printf("packets=%llu bytes=%llu seconds=%.6f drop_full=%llu "
-	       "mem_size=%u other=%llu offered=%llu cpu_busy=%.4f batches=%llu ipis=%llu\n",
+	       "mem_size=%u other=%llu offered=%llu cpu_busy=%.4f "
+	       "batches=%llu ipis=%llu\n",
 	       (unsigned long long)pk, (unsigned long long)by, t - t0,
 	       (unsigned long long)(d1 - d0), p.info.mem_size,
 	       (unsigned long long)other, (unsigned long long)(o1 - o0),
