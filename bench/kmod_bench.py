@@ -581,12 +581,13 @@ def pps(res):
     return res["packets"] / res["seconds"] if res["seconds"] else 0.0
 
 
-def cost_us(res):
-    """Busy time of the system-under-test CPU per packet, microseconds."""
+def cost_us(res, per="packets"):
+    """Busy time of the system-under-test CPU per packet received (or per
+    frame that reached the interface, per="offered"), microseconds."""
     if not isinstance(res, dict) or not res.get("cpu_busy") or \
-            not res.get("packets"):
+            not res.get(per):
         return None
-    return res["cpu_busy"] / res["packets"] * 1e6
+    return res["cpu_busy"] / res[per] * 1e6
 
 
 def side(res, size):
@@ -698,11 +699,9 @@ def offered_cost_note(size, a, b):
     interface, dropped ones included, or None.  An overloaded receiver
     spends CPU on frames it then drops, so its cost per frame received
     overstates what a frame costs it."""
-    costs = []
-    for r in (b, a):
-        if not isinstance(r, dict) or not r.get("offered") or not r.get("cpu_busy"):
-            return None
-        costs.append(r["cpu_busy"] / r["offered"] * 1e6)
+    costs = [cost_us(r, per="offered") for r in (b, a)]
+    if None in costs:
+        return None
     return ("%d B: CPU cost per frame offered (received or dropped): B %.2f us, "
             "A %.2f us, 1/cost %.2fx" % (size, costs[0], costs[1], costs[0] / costs[1]))
 
