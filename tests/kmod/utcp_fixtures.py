@@ -25,6 +25,7 @@ import hashlib
 import importlib.util
 import ipaddress
 import os
+import resource
 import socket
 import struct
 import time
@@ -128,6 +129,8 @@ class KmodUtcp:
 
     def peer_tcp(self, count: int | None = None, family: int = socket.AF_INET):
         """Kernel TCP socket(s) in the peer namespace, wrapped for trio."""
+        fd_room(count or 1)
+
         def make():
             return [socket.socket(family, socket.SOCK_STREAM) for _ in range(count or 1)]
         socks = ku.in_netns(self.topo.ns, make)
@@ -189,6 +192,15 @@ async def recv_all_sha(receive) -> tuple[int, str]:
         h.update(chunk)
         total += len(chunk)
     return total, h.hexdigest()
+
+
+def fd_room(count: int) -> None:
+    """Raise this process's open-file limit so ``count`` more sockets fit
+    (the VM's default soft limit is 1024; root may go up to the hard one)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = len(os.listdir("/proc/self/fd")) + count + 64
+    if want > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
 
 
 async def in_peer(topo, *argv, timeout: float = 120.0):
