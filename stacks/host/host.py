@@ -4,9 +4,10 @@ A Host turns Ethernet frames from a :class:`~multistack.port.Port` into IP
 packets for its transports (UDP, UTCP) and back.  It checks every frame
 (malformed, not for our MAC, not for our address, fragment, no handler...:
 each a counted drop), resolves next hops through a
-:class:`~stacks.host.neighbours.NeighbourResolver`, keeps a path-MTU table
-fed by ICMP "fragmentation needed" / ICMPv6 "packet too big", and hands
-ICMP errors to the transport whose packet caused them.  When it owns the
+:class:`~stacks.host.neighbours.NeighbourResolver`, hands ICMP errors to
+the transport whose packet caused them, and keeps a path-MTU table fed by
+the "fragmentation needed" / "packet too big" errors that transport
+believes (TCP checks the quoted sequence number first, as Linux does).  When it owns the
 link (TAP, memory pair) it answers echo requests; over the kernel module the
 OS does.
 
@@ -96,7 +97,10 @@ class IcmpError:
 
     ``src``/``dst``/``proto``/``src_port``/``dst_port`` come from the quoted
     (original) packet, so ``src``/``src_port`` are ours.  ``mtu`` is the path
-    MTU now in force for ``dst`` (frag-needed and packet-too-big only).
+    MTU the error reports for ``dst``, bounded by the protocol's minimum and
+    the path MTU now in force (frag-needed and packet-too-big only).  The
+    host does not apply it: a transport that trusts the error (TCP checks
+    the quoted sequence number, RFC 5927) calls :meth:`Host.learn_path_mtu`.
     ``reporter`` sent the error (ourselves for a neighbour that never
     answered).  ``quoted_payload`` is the start of the original transport
     header (at least 8 bytes for a well-behaved reporter: TCP's sequence
@@ -581,7 +585,7 @@ class Host:
             self.counters["drop_icmp_error_not_ours"] += 1
             return
         if mtu is not None:
-            mtu = self._learn_pmtu(dst, mtu, quoted.ip, now)
+            mtu = self._reported_pmtu(dst, mtu)
         self.counters["icmp_errors_received"] += 1
         self._dispatch_error(IcmpError(kind, icmp.type, icmp.code, reporter, src, dst,
                                        quoted.protocol, quoted.src_port, quoted.dst_port, mtu,
@@ -594,14 +598,20 @@ class Host:
             return
         handler.on_icmp_error(error, now)
 
-    def _learn_pmtu(self, dst: IPAddress, reported: int, quoted_ip, now: float) -> int:
+    def _reported_pmtu(self, dst: IPAddress, reported: int) -> int:
+        """The path MTU an ICMP error reports, within [protocol minimum, current]."""
         current = self.path_mtu(dst)
         floor = MIN_PMTU_V4 if dst.version == 4 else MIN_PMTU_V6
         if reported == 0 and dst.version == 4:
             # RFC 1191, 7: a router that does not say; step down from what we sent.
             reported = current - IPV4_HEADER if current > floor else floor
-        mtu = max(floor, min(reported, current))
-        if mtu < current:
+        return max(floor, min(reported, current))
+
+    def learn_path_mtu(self, dst: IPAddress, mtu: int, now: float) -> int:
+        """Apply the ``mtu`` of an ICMP error a transport trusts to every flow to
+        ``dst`` (until PMTU_LIFETIME passes); returns the path MTU now in force."""
+        mtu = max(mtu, MIN_PMTU_V4 if dst.version == 4 else MIN_PMTU_V6)
+        if mtu < self.path_mtu(dst):
             self.counters["pmtu_reductions"] += 1
             self._pmtu[dst] = (mtu, now + PMTU_LIFETIME)
         return self.path_mtu(dst)

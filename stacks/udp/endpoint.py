@@ -189,6 +189,10 @@ class UdpLayer:
             self.counters["drop_icmp_error_no_endpoint"] += 1
             return
         self.counters["icmp_errors"] += 1
+        if error.mtu is not None:
+            # UDP has nothing to check an error against (as in Linux, an error for a
+            # bound endpoint is believed): the path MTU applies to the host's flows.
+            self.host.learn_path_mtu(error.dst, error.mtu, now)
         endpoint.error_received(error)
 
     def poll_at(self) -> float | None:

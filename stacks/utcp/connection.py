@@ -273,15 +273,17 @@ class Connection:
             self._transition(Ev.ABORT)
             self._report_closed()
 
-    def set_path_mtu(self, mtu: int, ipv6: bool = False) -> None:
-        """An ICMP "fragmentation needed" / "packet too big": shrink segments and resend."""
+    def set_path_mtu(self, mtu: int, ipv6: bool = False) -> bool:
+        """A smaller path MTU (ICMP "fragmentation needed" / "packet too big"): shrink
+        segments and resend.  Returns whether the segment size went down."""
         mss = mtu - (60 if ipv6 else 40)
         if mss < 88 or mss >= self._path_mss:
-            return
+            return False
         self._path_mss = mss
         self.cc.set_smss(self._smss())
         if self.snd_max > self.snd_una:
             self.snd_nxt = self.snd_una   # what was in flight was too big to arrive
+        return True
 
     def on_unreachable(self, message: str) -> None:
         """An ICMP destination unreachable about this connection (RFC 5461): fatal only

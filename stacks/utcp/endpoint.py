@@ -234,25 +234,28 @@ class Endpoint:
 
     def on_icmp_error(self, local_addr, local_port: int, remote_addr, remote_port: int, *,
                       mtu: int | None = None, message: str = "unreachable",
-                      quoted_seq: int | None = None) -> None:
+                      quoted_seq: int | None = None) -> bool:
         """An ICMP error quoting one of our segments: PMTU update or unreachable.
 
         RFC 5927 section 4.1: the quoted sequence number, when there is one,
         must be one we have sent and not had acknowledged, or the error is
-        ignored (a blind attacker would have to guess it).
+        ignored (a blind attacker would have to guess it).  Returns whether
+        the error was believed (only then may the host learn its MTU).
         """
         conn = self.connections.get((local_addr, local_port, remote_addr, remote_port))
         if conn is None:
-            return
+            self.stats["icmp_ignored_no_connection"] += 1
+            return False
         if quoted_seq is not None and not conn.snd_una <= sq.unwrap(quoted_seq, conn.snd_una) \
                 < max(conn.snd_max, conn.snd_una + 1):
             self.stats["icmp_ignored_bad_seq"] += 1
-            return
+            return False
         if mtu is not None:
             conn.set_path_mtu(mtu, ipv6=local_addr.version == 6)
         else:
             conn.on_unreachable(message)
         self.touch(conn)
+        return True
 
     # ------------------------------------------------------------------ output and timers
 

@@ -122,8 +122,12 @@ class TcpLayer:
         quoted = error.quoted_payload
         seq = int.from_bytes(quoted[4:8], "big") if len(quoted) >= 8 else None
         if error.kind in (IcmpErrorKind.FRAG_NEEDED, IcmpErrorKind.PACKET_TOO_BIG):
-            self.endpoint.on_icmp_error(error.src, error.src_port, error.dst, error.dst_port,
-                                        mtu=error.mtu, quoted_seq=seq)
+            if self.endpoint.on_icmp_error(error.src, error.src_port, error.dst, error.dst_port,
+                                           mtu=error.mtu, quoted_seq=seq) \
+                    and error.mtu is not None:
+                # Believed: the host's other flows to dst take the smaller MTU too
+                # (they shrink when the host refuses their next segment, in _send_due).
+                self.host.learn_path_mtu(error.dst, error.mtu, now)
         elif error.kind is IcmpErrorKind.UNREACHABLE:
             self.endpoint.on_icmp_error(error.src, error.src_port, error.dst, error.dst_port,
                                         message=f"ICMP unreachable from {error.reporter}",
@@ -160,16 +164,8 @@ class TcpLayer:
     # ---------------------------------------------------------------- output and wakeups
 
     def _flush(self, now: float) -> None:
-        for src, dst, seg in self.endpoint.segments_to_send(now):
-            try:
-                self.host.send_ip(src, dst, PROTOCOL, seg.emit(src, dst), now=now)
-            except NoRoute as exc:
-                self.counters["drop_no_route"] += 1
-                # Like Linux's ENETUNREACH: a connect with no route fails at once.
-                self.endpoint.on_icmp_error(src, seg.src_port, dst, seg.dst_port,
-                                            message=f"no route: {exc}")
-            except (PacketTooBig, ValueError):
-                self.counters["drop_unsendable"] += 1
+        if self._send_due(now):
+            self._send_due(now)     # the connections that shrank resend at once
         for conn in self.endpoint.take_touched():
             lot = self._lots.get(conn)
             if lot:             # someone is parked (unparking none still costs)
@@ -181,6 +177,32 @@ class TcpLayer:
         for listener, lot in self._listener_lots.items():
             if lot and (listener.accept_queue or listener.closed):
                 lot.unpark_all()
+
+    def _send_due(self, now: float) -> bool:
+        """Send what the endpoint has due; True if a connection shrank its segments
+        to a path MTU the host learned meanwhile (they then need another round)."""
+        shrank = False
+        for src, dst, seg in self.endpoint.segments_to_send(now):
+            try:
+                self.host.send_ip(src, dst, PROTOCOL, seg.emit(src, dst), now=now)
+            except NoRoute as exc:
+                self.counters["drop_no_route"] += 1
+                # Like Linux's ENETUNREACH: a connect with no route fails at once.
+                self.endpoint.on_icmp_error(src, seg.src_port, dst, seg.dst_port,
+                                            message=f"no route: {exc}")
+            except PacketTooBig as exc:
+                # The host learned a smaller path MTU to dst (from another flow's ICMP
+                # error): like Linux's TCP, which sizes segments by the route's MTU,
+                # this connection takes it; the segment is sent again, smaller.
+                self.counters["drop_too_big"] += 1
+                conn = self.endpoint.connections.get((src, seg.src_port, dst, seg.dst_port))
+                if conn is not None and conn.set_path_mtu(exc.mtu, ipv6=src.version == 6):
+                    self.counters["path_mtu_taken_from_host"] += 1
+                    self.endpoint.touch(conn)
+                    shrank = True
+            except ValueError:
+                self.counters["drop_unsendable"] += 1
+        return shrank
 
     def kick(self, conn: Connection | None = None) -> None:
         """The application changed something: send what is due and rearm the timers."""

@@ -293,7 +293,7 @@ def test_unreachables_are_rate_limited_and_not_sent_over_a_shared_nic():
 # -- ICMP errors and path MTU ------------------------------------------------
 
 
-def test_frag_needed_lowers_the_path_mtu_and_reaches_the_transport():
+def test_frag_needed_reaches_the_transport_which_decides_the_path_mtu():
     host, clock = make_host()
     handler = RecordingHandler()
     host.attach(6, handler)
@@ -305,15 +305,20 @@ def test_frag_needed_lowers_the_path_mtu_and_reaches_the_transport():
     assert got.kind is IcmpErrorKind.FRAG_NEEDED and got.mtu == 1400
     assert (got.src, got.src_port, got.dst, got.dst_port, got.proto) == (HOST_V4, 40000, PEER_V4, 80, 6)
     assert got.reporter == IPv4Address("10.1.0.254") and not got.is_hard
-    assert host.path_mtu(PEER_V4) == 1400
+    # Not applied by the host: the error may be forged, and only the transport can tell.
+    assert host.path_mtu(PEER_V4) == 1500 and host.counters["pmtu_reductions"] == 0
+    assert host.learn_path_mtu(PEER_V4, got.mtu, clock.now) == 1400
+    assert host.counters["pmtu_reductions"] == 1
     with pytest.raises(PacketTooBig) as too_big:
         host.send_ip(HOST_V4, PEER_V4, 6, bytes(1400))
     assert too_big.value.mtu == 1400
-    # An absurdly small MTU is not believed below 552; an increase is ignored.
+    # An absurdly small MTU is reported as 552; an increase as the MTU in force.
     host.handle_frame(ipv4("10.1.0.254", HOST_V4, Icmpv4Repr.dest_unreachable(4, quoted, 100)), clock.now)
-    assert host.path_mtu(PEER_V4) == 552
+    assert handler.errors[-1].mtu == 552
+    assert host.learn_path_mtu(PEER_V4, 100, clock.now) == 552     # nor learned below it
     host.handle_frame(ipv4("10.1.0.254", HOST_V4, Icmpv4Repr.dest_unreachable(4, quoted, 9000)), clock.now)
-    assert host.path_mtu(PEER_V4) == 552
+    assert handler.errors[-1].mtu == 552
+    assert host.learn_path_mtu(PEER_V4, 9000, clock.now) == 552
     clock.now += 600  # learned path MTUs are forgotten after ten minutes
     assert host.path_mtu(PEER_V4) == 1500
 
@@ -324,10 +329,11 @@ def test_packet_too_big_for_ipv6():
     host.attach(17, handler)
     quoted = Ipv6Repr(HOST_V6, PEER_V6, 17).emit(UdpRepr(999, 53, b"q" * 1400).emit(HOST_V6, PEER_V6))
     host.handle_frame(ipv6(PEER_V6, HOST_V6, Icmpv6Repr.packet_too_big(1300, quoted[:1232])), clock.now)
-    (got,) = handler.errors
+    got = handler.errors[0]
     assert got.kind is IcmpErrorKind.PACKET_TOO_BIG and got.mtu == 1300 and got.src_port == 999
     host.handle_frame(ipv6(PEER_V6, HOST_V6, Icmpv6Repr.packet_too_big(600, quoted[:1232])), clock.now)
-    assert host.path_mtu(PEER_V6) == 1280
+    assert handler.errors[-1].mtu == 1280           # IPv6's minimum link MTU
+    assert host.learn_path_mtu(PEER_V6, handler.errors[-1].mtu, clock.now) == 1280
 
 
 def test_port_unreachable_is_a_hard_error():

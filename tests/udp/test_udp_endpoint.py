@@ -165,3 +165,19 @@ def test_icmp_errors_reach_the_endpoint_that_sent(layer):
     (error,) = endpoint.errors
     assert error.kind is IcmpErrorKind.UNREACHABLE and error.dst_port == 53
     assert layer.counters["drop_icmp_error_no_endpoint"] == 1
+
+
+def test_frag_needed_for_a_bound_endpoint_sets_the_path_mtu(layer):
+    layer.host.owns_link = False        # no fragmenting: the path MTU caps each datagram
+    endpoint = layer.bind("10.1.0.1", 5000)
+    quoted = Ipv4Repr(HOST_V4, PEER_V4, 17).emit(UdpRepr(5999, 53, b"q").emit(HOST_V4, PEER_V4))
+    deliver(layer, ipv4(PEER_V4, HOST_V4, Icmpv4Repr.dest_unreachable(4, quoted, 1200)))
+    assert layer.host.path_mtu(PEER_V4) == 1500     # no endpoint sent that: not believed
+    quoted = Ipv4Repr(HOST_V4, PEER_V4, 17).emit(UdpRepr(5000, 53, b"q").emit(HOST_V4, PEER_V4))
+    deliver(layer, ipv4(PEER_V4, HOST_V4, Icmpv4Repr.dest_unreachable(4, quoted, 1200)))
+    (error,) = endpoint.errors
+    assert error.kind is IcmpErrorKind.FRAG_NEEDED and error.mtu == 1200
+    assert layer.host.path_mtu(PEER_V4) == 1200
+    with pytest.raises(PacketTooBig) as too_big:
+        endpoint.send(b"y" * (1200 - 28 + 1), PEER_V4, 53)
+    assert too_big.value.mtu == 1200

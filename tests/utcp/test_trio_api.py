@@ -217,6 +217,89 @@ def test_orphans_leave_the_table_in_time_wait_and_expire_in_order():
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
+def _icmp_too_big(to: Host, router: str, conn, seq: int, mtu: int) -> bytes:
+    """A frame from ``router`` to ``to``: frag-needed (IPv4) or packet-too-big
+    (IPv6) quoting a segment of ``conn`` with sequence number ``seq``."""
+    from ipaddress import ip_address
+
+    from stacks.wire.ethernet import EtherType, EthernetRepr, MacAddress
+    from stacks.wire.frame import build_frame
+    from stacks.wire.icmpv4 import Icmpv4Repr
+    from stacks.wire.icmpv6 import Icmpv6Repr
+    from stacks.wire.ipv4 import Ipv4Repr
+    from stacks.wire.ipv6 import Ipv6Repr
+
+    here, port, there, peer_port = conn.key
+    tcp_start = port.to_bytes(2, "big") + peer_port.to_bytes(2, "big") \
+        + (seq & 0xFFFFFFFF).to_bytes(4, "big") + bytes(12)
+    router = ip_address(router)
+    if here.version == 4:
+        quoted = Ipv4Repr(here, there, 6).emit(tcp_start)
+        ip, icmp = Ipv4Repr(router, here, 1), Icmpv4Repr.dest_unreachable(4, quoted, mtu)
+        ethertype = EtherType.IPV4
+    else:
+        quoted = Ipv6Repr(here, there, 6).emit(tcp_start)
+        ip, icmp = Ipv6Repr(router, here, 58), Icmpv6Repr.packet_too_big(mtu, quoted)
+        ethertype = EtherType.IPV6
+    return build_frame(EthernetRepr(to.mac, MacAddress("02:00:00:00:00:fe"), ethertype), ip, icmp)
+
+
+@pytest.mark.parametrize("family", ["ipv4", "ipv6"])
+async def test_path_mtu_from_the_wire_is_learned_only_when_tcp_believes_it(family):
+    """A forged "too big" error (its quoted sequence number is not in flight)
+    changes nothing, neither the connection nor the host's path MTU; a
+    genuine one shrinks the connection's segments and the host's path MTU,
+    and another connection to the same peer then takes the smaller MTU when
+    the host refuses its next segment.  Both byte streams arrive intact."""
+    v6 = family == "ipv6"
+    server_addr, client_addr = ("fd07::2", "fd07::1") if v6 else (SERVER_ADDR, CLIENT_ADDR)
+    router, mtu = ("fd07::fe", 1280) if v6 else ("10.7.0.254", 1000)
+    a, b = memory_pair()
+    client = Host(a, [client_addr + ("/64" if v6 else "/24")], neighbours=OwnNeighbours())
+    server = Host(b, [server_addr + ("/64" if v6 else "/24")], neighbours=OwnNeighbours())
+    TcpLayer(client, config=TcpConfig(**FAST), seed=1)
+    layer = TcpLayer(server, config=TcpConfig(**FAST), seed=2)
+    body = random.Random(7).randbytes(200_000)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.run)
+        nursery.start_soon(server.run)
+        listener = await open_tcp_listener(server, server_addr, 5010)
+        pairs = []
+        for _ in range(2):
+            stream = await open_tcp_stream(client, server_addr, 5010)
+            pairs.append((stream, await listener.accept()))
+        (s1, r1), (s2, r2) = pairs
+        full_mss = r1.connection.send_mss
+        peer = r1.connection.key[2]
+
+        async def read(stream, n):
+            got = bytearray()
+            while len(got) < n:
+                got += await stream.receive_some()
+            return bytes(got)
+
+        await r1.send_all(body)                     # data in flight to quote
+        conn = r1.connection
+        now = trio.current_time()
+        server.handle_frame(_icmp_too_big(server, router, conn, conn.snd_max + 50_000, mtu), now)
+        assert layer.endpoint.stats["icmp_ignored_bad_seq"] == 1
+        assert conn.send_mss == full_mss and server.path_mtu(peer) == 1500
+        server.handle_frame(_icmp_too_big(server, router, conn, conn.snd_una, mtu), now)
+        assert server.path_mtu(peer) == mtu
+        assert conn.send_mss == mtu - (60 if v6 else 40) - 12 < full_mss
+        assert await read(s1, len(body)) == body
+
+        assert r2.connection.send_mss == full_mss    # not told yet
+        await r2.send_all(body)
+        assert await read(s2, len(body)) == body
+        assert r2.connection.send_mss == r1.connection.send_mss
+        assert layer.counters["path_mtu_taken_from_host"] == 1
+        for stream in (s1, r1, s2, r2):
+            await stream.aclose()
+        await listener.aclose()
+        nursery.cancel_scope.cancel()
+
+
 async def test_icmp_frag_needed_and_unreachable_reach_the_connection():
     from ipaddress import ip_address
 
