@@ -629,13 +629,21 @@ class KernelPort(Port):
                 self._mv.release()
                 self._mm.close()
             except BufferError:
-                # Someone still holds a view into the rings: the mapping goes
-                # when the last view does.  The port itself ends below.
-                pass
+                # Someone still holds a view into the rings: the mapping, and
+                # with it the module's port, lives until the last view goes.
+                # The tuples must not: hand them back now.
+                self._unregister_all()
             self._mm = None
         os.close(self._fd)
         self._fd = -1
         self.registrations.clear()
+
+    def _unregister_all(self) -> None:
+        for proto, address, port in list(self.registrations):
+            family, packed = self._parse_addr(address)
+            req = self._reg_request(family, _proto_number(proto), packed, port, -1)
+            # A dead port (ENXIO) already lost its tuples; nothing else can fail here.
+            lib.ms_kmod_ioctl(self._fd, lib.MS_IOC_UNREGISTER, req)
 
     @property
     def closed(self) -> bool:

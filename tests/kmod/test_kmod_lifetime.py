@@ -107,6 +107,33 @@ def test_kill_9_frees_the_tuples(topo):
     assert b"mine now" in [ku.parse(f)["payload"] for f in ku.wait_frames(p, 1)]
 
 
+def test_close_with_a_live_view_into_the_ring_still_frees_the_tuples(topo):
+    """A frame view the application kept keeps the mapping (and so the
+    module's port) alive after close(); the tuples and their sockets are let
+    go at once all the same, and the port ends when the view does."""
+    p = topo.port()
+    p.claim("udp", topo.a4, 8105).close()   # the registration holds the socket
+    assert not _can_bind(topo.a4, 8105)
+    topo.peer().sendto(b"kept", (topo.a4, 8105))
+    pl = select.poll()
+    pl.register(p.fileno(), select.POLLIN)
+    assert pl.poll(5000)
+    (frame,) = p.recv_batch()               # a view into the RX ring
+    kept = frame[14:]                       # a slice of it: close() cannot release it
+    p.close()
+    (port,) = kernel.list_ports()           # mapped, so still there ...
+    assert port["registrations"] == []      # ... but owning nothing
+    assert _can_bind(topo.a4, 8105)
+    q = topo.port()
+    topo.track(q.claim("udp", topo.a4, 8105))
+    topo.peer().sendto(b"mine now", (topo.a4, 8105))
+    assert b"mine now" in [ku.parse(f)["payload"] for f in ku.wait_frames(q, 1)]
+    assert bytes(kept[-4:]) == b"kept"     # the memory is still there to read
+    kept.release()
+    q.close()
+    assert ku.eventually(_no_ports), kernel.list_ports()
+
+
 def test_detach_under_traffic(topo):
     p = topo.port()
     s = topo.track(p.claim("udp", topo.a4, 8110))

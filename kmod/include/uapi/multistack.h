@@ -38,8 +38,11 @@
  *      RX ring, advance head (and cur) past the consumed slots.
  *      TX: fill slots [head, tail) of the TX ring, advance head (and cur),
  *      MS_IOC_TXSYNC (or poll with POLLOUT, which also performs a TX sync).
- *   6. close(fd) (or process death): every registration is dropped (and the
- *      socket references released), the memory freed after munmap.
+ *   6. close(fd) and munmap (process death does both): the port ends, every
+ *      registration is dropped and the socket references released.  A
+ *      mapping keeps the file, and so the port, alive after close(fd): to
+ *      let go of the tuples while still mapped, MS_IOC_UNREGISTER them
+ *      first (the Python KernelPort.close does when a view is still held).
  *
  * Ioctls (magic MS_IOC_MAGIC = 0xB7)
  *   MS_IOC_ATTACH     _IOW  struct ms_if_req   attach to ifname
