@@ -34,6 +34,12 @@ class TcpConfig:
     #: RFC 5961 section 7: challenge ACKs per second per connection.
     challenge_ack_limit: int = 10
     congestion: str = "newreno"
+    #: RFC 6298 5.7: the RTO data starts with when the SYN or SYN-ACK timed out
+    #: and the handshake gave no RTT sample.
+    syn_timeout_fallback_rto: float = 3.0
+    #: RFC 5681 4.1: after sending nothing for longer than the RTO, start again
+    #: from the restart window (as Linux's net.ipv4.tcp_slow_start_after_idle).
+    slow_start_after_idle: bool = True
 
     def copy(self) -> TcpConfig:
         """An independent copy; each connection takes one, and dataclasses.replace

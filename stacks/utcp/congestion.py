@@ -66,6 +66,13 @@ class CongestionControl(abc.ABC):
         self.cwnd = min(self.ssthresh, max(flight, self.smss) + self.smss)
         self.in_recovery = False
 
+    def restart_after_idle(self) -> None:
+        """RFC 5681 4.1: nothing sent for an RTO, so the ACK clock is gone: restart
+        from min(IW, cwnd).  ssthresh keeps 3/4 of the old window, as Linux does, so
+        slow start climbs back to it."""
+        self.ssthresh = max(self.ssthresh, 3 * self.cwnd // 4)
+        self.cwnd = min(self.cwnd, initial_window(self.smss))
+
     def on_timeout(self, flight: int, now: float) -> None:
         """RTO expiry: RFC 5681 equation (4) and the loss window of one segment."""
         self.ssthresh = self._ssthresh_after_loss(flight, now)
@@ -123,6 +130,10 @@ class Cubic(CongestionControl):
             self._w_max = segments
         self._epoch_start = None
         return max(int(self.cwnd * self.BETA), 2 * self.smss)
+
+    def restart_after_idle(self) -> None:
+        super().restart_after_idle()
+        self._epoch_start = None       # the cubic curve starts again from here
 
     def _congestion_avoidance(self, acked: int, now: float, srtt: float | None) -> None:
         segments = self.cwnd / self.smss

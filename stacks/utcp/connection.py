@@ -106,6 +106,8 @@ class Connection:
         self._keepalive_probes = 0
         self._last_heard = now
         self._last_rto_una: int | None = None
+        self._syn_timed_out = False
+        self._last_data_sent_at: float | None = None
 
         self.rto = RtoEstimator(initial=config.initial_rto, minimum=config.min_rto,
                                 maximum=config.max_rto)
@@ -475,6 +477,8 @@ class Connection:
             self._update_rtt_on_ack(ack, seg, now)
             self._ack_snd(ack)
             self._retries = 0
+            if self._syn_timed_out:
+                self.rto.fall_back(self.config.syn_timeout_fallback_rto)
             self._rto_at = None if self.snd_max == self.snd_una else now + self.rto.rto
             self.snd_wl1, self.snd_wl2 = self.irs, ack   # the SYN's window is not scaled
             self._ack_now = True
@@ -517,6 +521,8 @@ class Connection:
         if self.state is SYN_RECEIVED:
             if self.snd_una < ack <= self.snd_max:
                 self._transition(Ev.RCV_ACK_OF_SYN)
+                if self._syn_timed_out:
+                    self.rto.fall_back(self.config.syn_timeout_fallback_rto)
                 self._events.append(Connected())
                 self._set_send_window(seg, seq, ack)
                 if self._fin_queued:
@@ -737,6 +743,8 @@ class Connection:
             return
         self._retries += 1
         self.stats["timeouts"] += 1
+        if self.state is SYN_SENT or self.state is SYN_RECEIVED:
+            self._syn_timed_out = True
         self.rto.back_off()
         self.cc.on_timeout(self.snd_max - self.snd_una, now)
         # A second timeout for the same data: stop trusting SACK information (the peer may
@@ -882,6 +890,8 @@ class Connection:
         payload = bytes(self._buf[offset:offset + n])
         flags = ACK | (FIN if fin else 0) | (PSH if n and at + n == buf_end else 0)
         self._rtt_seq = None                  # Karn: no sample across a retransmission
+        if n:
+            self._last_data_sent_at = now
         self._retx_high = max(self._retx_high, at + n)
         if self._rto_at is None:
             self._rto_at = now + self.rto.rto
@@ -892,6 +902,12 @@ class Connection:
                               CLOSING, LAST_ACK):
             return
         cfg = self.config
+        if cfg.slow_start_after_idle and self.snd_max == self.snd_una \
+                and self._last_data_sent_at is not None \
+                and now - self._last_data_sent_at > self.rto.rto and self.unsent:
+            self._last_data_sent_at = None
+            self.cc.restart_after_idle()
+            self.stats["cwnd_restarts_after_idle"] += 1
         while True:
             buf_end = self._buf_start + len(self._buf)
             if self.snd_nxt < self._buf_start:
@@ -936,6 +952,8 @@ class Connection:
             fin = fin_pending and start + n == buf_end
             flags = ACK | (PSH if n and start + n == buf_end else 0) | (FIN if fin else 0)
             out.append(self._segment(start, flags, payload, now))
+            if n:
+                self._last_data_sent_at = now
             if retransmitting:
                 self.stats["retransmitted_segments"] += 1
                 self._rtt_seq = None

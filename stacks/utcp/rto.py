@@ -45,5 +45,12 @@ class RtoEstimator:
         if self._base * (1 << self.backoffs) < self.maximum:
             self.backoffs += 1
 
+    def fall_back(self, seconds: float) -> None:
+        """RFC 6298 5.7: a SYN timed out and no RTT was measured: data starts with
+        an RTO of at least ``seconds``, without the handshake's backoff."""
+        if self.srtt is None:
+            self._base = min(self.maximum, max(self._base, seconds))
+            self.backoffs = 0
+
     def reset_backoff(self) -> None:
         self.backoffs = 0

@@ -55,6 +55,77 @@ def test_pure_ack_after_timeout_carries_the_highest_sequence_sent():
     assert ack.payload == b"" and ack.seq == LOCAL_ISS + 3001   # inside the peer's window
 
 
+def test_syn_ack_timeout_starts_data_with_a_three_second_rto():
+    """RFC 6298 5.7: the SYN-ACK timed out and, with no timestamps, Karn's rule
+    leaves no RTT sample: data starts with an RTO of 3 s, not the handshake's 2."""
+    conn = listen_and_syn()
+    sent(conn, 0.0)                                  # SYN-ACK
+    conn.on_timer(conn.poll_at())                    # lost: resent at 1 s, RTO now 2 s
+    assert conn.state is State.SYN_RECEIVED and conn.rto.rto == 2.0
+    sent(conn, 1.0)
+    conn.receive(remote(1, 1), 1.5)
+    assert conn.state is State.ESTABLISHED and conn.rto.srtt is None
+    send_data(conn, b"x" * 10, 2.0)
+    assert conn.poll_at() == 5.0
+
+
+def test_handshake_without_timeout_keeps_its_rto():
+    conn = listen_and_syn()
+    sent(conn, 0.0)
+    conn.receive(remote(1, 1), 0.3)
+    send_data(conn, b"x" * 10, 1.0)
+    assert conn.rto.srtt == pytest.approx(0.3)
+    assert conn.poll_at() == 2.0                     # the 1 s floor: no fallback
+
+
+def test_syn_timeout_with_a_timestamp_sample_needs_no_fallback():
+    config = plain_config(timestamps=True, min_rto=0.2)
+    conn = listen_and_syn(config, timestamp=(100, 0))
+    sent(conn, 0.0)
+    conn.on_timer(conn.poll_at())
+    [syn_ack] = sent(conn, 1.0)
+    # The echo of the retransmission's TSval measures the RTT although it was resent.
+    conn.receive(remote(1, 1, timestamp=(101, syn_ack.timestamp[0])), 1.1)
+    assert conn.rto.srtt == pytest.approx(0.1)
+    send_data(conn, b"x" * 10, 1.2)
+    assert conn.poll_at() == pytest.approx(1.2 + conn.rto.rto) and conn.rto.rto < 1.0
+
+
+@pytest.mark.parametrize("algorithm", ["newreno", "cubic"])
+def test_cwnd_restarts_after_an_idle_rto(algorithm):
+    """RFC 5681 4.1: after sending nothing for longer than the RTO, a burst may
+    be no larger than the initial window."""
+    conn = established(plain_config(congestion=algorithm))
+    now = 0.0
+    for _ in range(6):                               # slow start opens the window
+        for seg in send_data(conn, bytes(4000), now):
+            conn.receive(remote(1, seg.seq - LOCAL_ISS + len(seg.payload)), now + 0.01)
+        sent(conn, now)
+        now += 0.02
+    grown = conn.cc.cwnd
+    assert grown > 2 * initial_window(1000)
+    burst = grown // 1000 * 1000
+    assert len(send_data(conn, bytes(burst), now + 0.5)) == grown // 1000    # not idle yet
+    conn.receive(remote(1, conn.snd_max - LOCAL_ISS), now + 0.6)
+    sent(conn, now + 0.6)
+    idle_from = now + 0.6
+    out = send_data(conn, bytes(20_000), idle_from + conn.rto.rto + 0.5)
+    assert len(out) == initial_window(1000) // 1000 == 4
+    assert conn.stats["cwnd_restarts_after_idle"] == 1
+    assert conn.cc.ssthresh >= 3 * grown // 4
+
+
+def test_restart_after_idle_can_be_switched_off():
+    conn = established(plain_config(slow_start_after_idle=False))
+    for now in (0.0, 0.1, 0.2):
+        for seg in send_data(conn, bytes(4000), now):
+            conn.receive(remote(1, seg.seq - LOCAL_ISS + len(seg.payload)), now + 0.01)
+        sent(conn, now)
+    grown = conn.cc.cwnd
+    out = send_data(conn, bytes(30_000), 100.0)
+    assert len(out) == grown // 1000 and conn.stats["cwnd_restarts_after_idle"] == 0
+
+
 def test_ack_restarts_timer_and_rtt_sample_sets_rto():
     conn = established(plain_config(min_rto=0.2))
     send_data(conn, b"a" * 10, 0.0)
