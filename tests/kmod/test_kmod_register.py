@@ -100,6 +100,35 @@ def test_another_process_socket_is_refused(topo):
         child.wait()
 
 
+
+def test_a_socket_handed_over_with_scm_rights_proves_ownership(topo):
+    """Passing the descriptor itself (SCM_RIGHTS) is delegation: the caller
+    now holds the bound socket, as when a privileged helper binds a low port
+    and hands it to the stack."""
+    parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    child = subprocess.Popen(
+        [sys.executable, "-c",
+         "import socket,sys\n"
+         "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+         f"s.bind(('{topo.a4}',8006))\n"
+         f"link=socket.socket(fileno={child_end.fileno()})\n"
+         "socket.send_fds(link,[b'fd'],[s.fileno()])\n"
+         "link.recv(1)\n"],
+        pass_fds=[child_end.fileno()])
+    try:
+        child_end.close()
+        _, (fd,), _, _ = socket.recv_fds(parent_end, 16, 1)
+        sock = topo.track(socket.socket(fileno=fd))
+        p = topo.port()
+        p.register("udp", topo.a4, 8006, sock)
+        regs = kernel.list_ports()[0]["registrations"]
+        assert [(r["proto"], r["port"]) for r in regs] == [("udp", 8006)]
+        topo.peer().sendto(b"delegated", (topo.a4, 8006))
+        assert [ku.parse(f)["payload"] for f in ku.wait_frames(p, 1)] == [b"delegated"]
+    finally:
+        parent_end.close()
+        child.wait(10)
+
 def test_socket_of_another_namespace_is_eacces(topo):
     p = topo.port()
     s = topo.peer()

@@ -2,7 +2,8 @@
 helpers of the kernel backend on a synthetic shared-memory area.
 
 These run on the host: no module needed.  The layout numbers are those of
-DESIGN.md ("Rings") and kmod/include/uapi/multistack.h; the cffi build
+the design document (DESIGN.md, beside the repository: "Rings") and
+kmod/include/uapi/multistack.h; the cffi build
 (API mode) also makes the C compiler check every declared field.
 """
 

@@ -92,7 +92,9 @@
  *                   still answer; close() releases it).
  *   EAFNOSUPPORT    REGISTER: family is not MS_FAMILY_INET/MS_FAMILY_INET6.
  *   EPROTONOSUPPORT REGISTER: proto is not MS_PROTO_TCP/MS_PROTO_UDP.
- *   EBADF           REGISTER: sockfd is not an open descriptor of the caller.
+ *   EBADF           REGISTER: sockfd is not an open descriptor of the caller
+ *                   (a socket received over SCM_RIGHTS is the caller's own:
+ *                   handing the bound socket over delegates the tuple).
  *   ENOTSOCK        REGISTER: sockfd is not a socket.
  *   EPROTOTYPE      REGISTER: the socket's family, type or protocol differ
  *                   from the request (TCP needs SOCK_STREAM/IPPROTO_TCP,
