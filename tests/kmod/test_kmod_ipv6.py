@@ -37,7 +37,7 @@ def test_v4_and_v6_tuples_are_distinct(topo):
     assert ku.quiet_for(p4, 0.1) == [] and ku.quiet_for(p6, 0.1) == []
 
 
-def test_v6_wildcard_proof_and_v4_mapped_socket(topo):
+def test_v6_wildcard_socket_proves_a_v6_tuple(topo):
     p = topo.port()
     s = topo.track(socket.socket(socket.AF_INET6, socket.SOCK_DGRAM))
     s.bind(("::", 9020))

@@ -98,7 +98,9 @@
  *   ENOTSOCK        REGISTER: sockfd is not a socket.
  *   EPROTOTYPE      REGISTER: the socket's family, type or protocol differ
  *                   from the request (TCP needs SOCK_STREAM/IPPROTO_TCP,
- *                   UDP needs SOCK_DGRAM/IPPROTO_UDP).
+ *                   UDP needs SOCK_DGRAM/IPPROTO_UDP; an IPv4 tuple needs an
+ *                   AF_INET socket, even where a dual-stack AF_INET6 one
+ *                   holds the port).
  *   EACCES          REGISTER: the socket is not bound to that port on that
  *                   address or the wildcard (includes unbound sockets and
  *                   sockets of another network namespace).
