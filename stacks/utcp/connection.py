@@ -46,6 +46,9 @@ MAX_WINDOW_SCALE = 14
 PAWS_IDLE = 24 * 24 * 3600.0
 
 
+#: RFC 9293 3.10.4: the states in which ABORT sends a reset.
+_RESET_ON_ABORT = frozenset({SYN_RECEIVED, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT})
+
 class Connection:
     def __init__(self, local_port: int, remote_port: int, *, isn: int, now: float,
                  config: TcpConfig | None = None, ipv6: bool = False) -> None:
@@ -252,11 +255,13 @@ class Connection:
         self._transition(Ev.CLOSE)
 
     def abort(self) -> None:
-        """Reset the connection: RST to the peer if it has a TCB to reset."""
+        """Reset the connection: RST to the peer where RFC 9293 3.10.4 says so.
+
+        Not in CLOSING, LAST-ACK or TIME-WAIT: both sides have sent their FIN,
+        and a RST would only cut the peer's TIME-WAIT short (as Linux, too)."""
         if self.state is CLOSED:
             return
-        if self.state in SYNCHRONIZED and self.state is not TIME_WAIT \
-                or self.state is SYN_RECEIVED:
+        if self.state in _RESET_ON_ABORT:
             self._rst_queue.append(self._bare(RST | ACK, self.snd_max, self.rcv_nxt))
         self._transition(Ev.ABORT)
         self._report_closed()

@@ -1,13 +1,18 @@
 """Every RFC 9293 state and transition, driven by template segments and an explicit time."""
 
+import ipaddress
+
 import pytest
 
-from stacks.utcp import (Connected, Connection, ConnectionClosed, DataReceived, EofReceived,
-                         LocalProtocolError, State)
-from stacks.utcp.states import TRANSITIONS, Event, IllegalTransition, next_state
+from stacks.utcp import (Connected, Connection, ConnectionClosed, DataReceived, Endpoint,
+                         EofReceived, LocalProtocolError, State)
+from stacks.utcp.isn import IsnGenerator
+from stacks.utcp.states import TRANSITION_NAMES, TRANSITIONS, Event, IllegalTransition, next_state
+from stacks.wire.tcp import TcpRepr
 
-from .templates import (ACK, FIN, LOCAL_ISS, PSH, REMOTE_ISS, RST, SYN, WINDOW, established,
-                        listen_and_syn, local, only, plain_config, remote, send_data, sent)
+from .templates import (ACK, FIN, LOCAL_ISS, LOCAL_PORT, PSH, REMOTE_ISS, REMOTE_PORT, RST, SYN,
+                        WINDOW, established, listen_and_syn, local, only, plain_config, remote,
+                        send_data, sent, strip)
 
 # ---------------------------------------------------------------- the table itself
 
@@ -59,7 +64,6 @@ def test_active_open_sends_syn_and_completes_on_syn_ack():
     syn = only(conn, 0.0)
     assert syn == local(0, flags=SYN, window=WINDOW, mss=1000)
     # Replies come from the peer's side of the template: swap roles by building it directly.
-    from stacks.wire.tcp import TcpRepr
     syn_ack = TcpRepr(49500, 80, REMOTE_ISS, LOCAL_ISS + 1, SYN | ACK, 5000, mss=1200)
     conn.receive(syn_ack, 0.01)
     assert conn.state is State.ESTABLISHED
@@ -285,8 +289,14 @@ def test_out_of_order_fin_waits_for_the_data_before_it():
 SYNCHRONIZED_SETUPS = {}
 
 
-def _to(state):
-    conn = established()
+def _to(state, config=None):
+    """A connection in ``state``, its output drained and its events taken."""
+    if state is State.SYN_SENT:
+        conn = active(config)
+    elif state is State.SYN_RECEIVED:
+        conn = listen_and_syn(config)
+    else:
+        conn = established(config)
     if state is State.FIN_WAIT_1:
         conn.close()
         sent(conn, 0.0)
@@ -354,6 +364,20 @@ def test_reset_in_syn_received_closes():
     sent(conn, 0.0)
     conn.receive(remote(1, flags=RST), 0.1)
     assert conn.state is State.CLOSED
+
+
+def test_reset_with_ack_in_syn_received_closes_the_half_open_connection():
+    # RFC 9293 3.10.7.4 sends a passive open back to LISTEN; here the Listener never left
+    # LISTEN (see test_reset_in_syn_received_leaves_the_listener_listening), so the
+    # half-open connection itself just closes, without a reply.
+    conn = listen_and_syn()
+    sent(conn, 0.0)
+    conn.receive(remote(1, 1, RST | ACK), 0.1)
+    assert conn.state is State.CLOSED
+    assert conn.stats["SYN-RECEIVED->CLOSED"] == 1
+    assert conn.error.reason == "reset"
+    assert conn.events() == [ConnectionClosed(conn.error)]
+    assert sent(conn, 0.1) == []
 
 
 @pytest.mark.parametrize("state", ALL_SYNC, ids=lambda s: s.value)
@@ -452,3 +476,208 @@ def test_abort_sends_reset():
     conn.abort()
     assert conn.state is State.CLOSED
     assert only(conn, 0.0) == local(1, 1, RST | ACK, window=0)
+
+
+# ---------------------------------------------------------------- abort (RFC 9293 3.10.4)
+
+OPEN_STATES = [State.SYN_SENT, State.SYN_RECEIVED] + ALL_SYNC
+
+#: What abort() puts on the wire per RFC 9293 3.10.4: a reset at SND.NXT where the peer has a
+#: TCB to reset (with ACK, as Linux sends it), nothing where it has none yet (SYN-SENT) or
+#: where the RFC answers just "ok" (CLOSING, LAST-ACK, TIME-WAIT).
+ABORT_OUTPUT = {
+    State.SYN_SENT: [],
+    State.SYN_RECEIVED: [local(1, 1, RST | ACK, window=0)],
+    State.ESTABLISHED: [local(1, 1, RST | ACK, window=0)],
+    State.FIN_WAIT_1: [local(2, 1, RST | ACK, window=0)],     # our FIN took a sequence number
+    State.FIN_WAIT_2: [local(2, 1, RST | ACK, window=0)],
+    State.CLOSE_WAIT: [local(1, 2, RST | ACK, window=0)],     # their FIN took one
+    State.CLOSING: [],
+    State.LAST_ACK: [],
+    State.TIME_WAIT: [],
+}
+
+
+@pytest.mark.parametrize("state", OPEN_STATES, ids=lambda s: s.value)
+def test_abort_closes_every_open_state_and_reports_it_once(state):
+    conn = _to(state)
+    conn.abort()
+    assert conn.state is State.CLOSED
+    assert conn.stats[f"{state.value}->CLOSED"] == 1
+    assert conn.error is None                      # the application's own doing, not a failure
+    if state is State.TIME_WAIT:
+        assert conn.events() == []                 # reported on entering TIME-WAIT already
+    else:
+        assert conn.events() == [ConnectionClosed(None)]
+    sent(conn, 0.0)
+    conn.abort()                                   # a second abort is a no-op
+    assert conn.events() == [] and sent(conn, 0.0) == []
+
+
+@pytest.mark.parametrize("state", OPEN_STATES, ids=lambda s: s.value)
+def test_abort_sends_what_rfc_9293_says(state):
+    # 3.10.4: a reset where the peer may still have data in flight or to read;
+    # nothing once both FINs are out (CLOSING, LAST-ACK, TIME-WAIT), as in Linux.
+    conn = _to(state)
+    conn.abort()
+    assert sent(conn, 0.0) == ABORT_OUTPUT[state]
+
+
+# ---------------------------------------------------------------- giving up (user timeout)
+
+#: The segment each state keeps retransmitting until it gives up.
+RETRANSMITTED = {
+    State.SYN_RECEIVED: local(0, 1, SYN | ACK, mss=1000),
+    State.FIN_WAIT_1: local(1, 1, FIN | ACK),
+    State.CLOSING: local(1, 2, FIN | ACK, window=WINDOW - 1),
+    State.LAST_ACK: local(1, 2, FIN | ACK, window=WINDOW - 1),
+}
+
+
+def _run_timers_until_state_leaves(conn, state):
+    """Fire every deadline the connection asks for; return (retransmissions, time it left)."""
+    retransmissions, now = [], 0.0
+    while conn.state is state:
+        now = conn.poll_at()
+        conn.on_timer(now)
+        retransmissions += [(now, seg) for seg in sent(conn, now)]
+    return retransmissions, now
+
+
+@pytest.mark.parametrize("state", list(RETRANSMITTED), ids=lambda s: s.value)
+def test_retransmissions_give_up_with_timeout(state):
+    conn = _to(state, plain_config(syn_retries=3, max_retries=3))
+    retransmissions, now = _run_timers_until_state_leaves(conn, state)
+    # Backed-off RTOs of 1, 2, 4 s, then 8 s for the last one to be answered.
+    assert retransmissions == [(t, RETRANSMITTED[state]) for t in (1.0, 3.0, 7.0)]
+    assert now == 15.0
+    assert conn.state is State.CLOSED
+    assert conn.stats[f"{state.value}->CLOSED"] == 1
+    assert conn.error.reason == "timeout"
+    assert conn.events() == [ConnectionClosed(conn.error)]
+    assert sent(conn, now) == [] and conn.poll_at() is None
+
+
+# ---------------------------------------------------------------- listening
+
+HERE = ipaddress.ip_address("10.1.0.1")
+PEER = ipaddress.ip_address("10.1.0.2")
+
+
+def _listening():
+    endpoint = Endpoint(config=plain_config(), isn=IsnGenerator(b"k" * 32), seed=7)
+    return endpoint, endpoint.listen(None, LOCAL_PORT)
+
+
+def _half_open(endpoint, now=0.0):
+    """The peer's SYN to the listener; returns the connection and our SYN-ACK."""
+    conn = endpoint.receive(PEER, HERE, remote(0, flags=SYN, mss=1000), now)
+    [(_, _, syn_ack)] = endpoint.segments_to_send(now)
+    assert conn.state is State.SYN_RECEIVED and syn_ack.flags == SYN | ACK
+    return conn, syn_ack
+
+
+def test_reset_in_syn_received_leaves_the_listener_listening():
+    # RFC 9293's "return to LISTEN": the half-open entry goes, the listener takes new SYNs.
+    endpoint, listener = _listening()
+    conn, syn_ack = _half_open(endpoint)
+    reset = strip(remote(1, 0, RST | ACK), ack=(syn_ack.seq + 1) & 0xFFFFFFFF)
+    endpoint.receive(PEER, HERE, reset, 0.1)
+    assert conn.state is State.CLOSED
+    assert endpoint.segments_to_send(0.1) == []
+    assert not listener.syn_queue and not listener.accept_queue
+    again, _ = _half_open(endpoint, 0.2)
+    assert again is not conn and list(listener.syn_queue.values()) == [again]
+
+
+def test_a_connection_never_rests_in_listen_closing_the_listener_is_listen_to_closed():
+    # LISTEN belongs to Listener objects: Connection.accept passes CLOSED -> LISTEN ->
+    # SYN-RECEIVED within one call, so no Connection can be closed in LISTEN.
+    conn = listen_and_syn()
+    assert conn.state is State.SYN_RECEIVED
+    assert conn.stats["CLOSED->LISTEN"] == conn.stats["LISTEN->SYN-RECEIVED"] == 1
+    # Closing the listener stops listening and resets the handshakes it had begun.
+    endpoint, listener = _listening()
+    half_open, syn_ack = _half_open(endpoint)
+    endpoint.unlisten(listener)
+    assert listener.closed and half_open.state is State.CLOSED
+    [(_, _, rst)] = endpoint.segments_to_send(0.1)
+    assert rst == TcpRepr(LOCAL_PORT, REMOTE_PORT, (syn_ack.seq + 1) & 0xFFFFFFFF,
+                          REMOTE_ISS + 1, RST | ACK, 0)
+    # The port is closed now: a new SYN is refused.
+    endpoint.receive(PEER, HERE, remote(500, flags=SYN, mss=1000), 0.2)
+    [(_, _, refusal)] = endpoint.segments_to_send(0.2)
+    assert refusal == TcpRepr(LOCAL_PORT, REMOTE_PORT, 0, REMOTE_ISS + 501, RST | ACK, 0)
+
+
+# ---------------------------------------------------------------- every transition is reached
+
+
+def _active_open():
+    conn = _to(State.SYN_SENT)
+    conn.receive(remote(0, 1, SYN | ACK, mss=1000), 0.1)
+    return conn, State.ESTABLISHED
+
+
+def _simultaneous_open():
+    conn = _to(State.SYN_SENT)
+    conn.receive(remote(0, flags=SYN, mss=1000), 0.1)
+    sent(conn, 0.1)
+    conn.receive(remote(1, 1), 0.2)
+    return conn, State.ESTABLISHED
+
+
+def _close_in_syn_sent():
+    conn = _to(State.SYN_SENT)
+    conn.close()
+    return conn, State.CLOSED
+
+
+def _time_wait_expires():
+    conn = _to(State.TIME_WAIT)
+    conn.on_timer(conn.poll_at())
+    return conn, State.CLOSED
+
+
+def _simultaneous_close():
+    conn = _to(State.CLOSING)
+    conn.receive(remote(2, 2), 0.1)
+    return conn, State.TIME_WAIT
+
+
+def _passive_close():
+    conn = _to(State.LAST_ACK)
+    conn.receive(remote(2, 2), 0.1)
+    return conn, State.CLOSED
+
+
+def _aborted(state):
+    conn = _to(state)
+    conn.abort()
+    return conn, State.CLOSED
+
+
+SCENARIOS = [_active_open, _simultaneous_open, _close_in_syn_sent, _time_wait_expires,
+             _simultaneous_close, _passive_close] \
+    + [lambda state=state: _aborted(state) for state in OPEN_STATES]
+
+#: Transitions no Connection can make, each with the reason.
+NOT_MADE_BY_CONNECTIONS = {
+    # A Connection passes through LISTEN inside Connection.accept and never rests there:
+    # listening is done by Listener objects (test_a_connection_never_rests_in_listen_...).
+    "LISTEN->CLOSED",
+}
+
+
+def test_every_transition_in_the_table_is_reached():
+    reached = set()
+    for scenario in SCENARIOS:
+        conn, final = scenario()
+        assert conn.state is final, scenario
+        reached |= {name for name, count in conn.stats.items() if "->" in name and count}
+    names = set(TRANSITION_NAMES.values())
+    assert reached <= names, f"counted under names not in the table: {sorted(reached - names)}"
+    assert NOT_MADE_BY_CONNECTIONS <= names
+    assert not reached & NOT_MADE_BY_CONNECTIONS, "an excluded transition happened after all"
+    missing = names - NOT_MADE_BY_CONNECTIONS - reached
+    assert not missing, f"transitions never reached: {sorted(missing)}"
