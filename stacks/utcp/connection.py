@@ -110,6 +110,7 @@ class Connection:
         self._last_heard = now
         self._last_rto_una: int | None = None
         self._syn_timed_out = False
+        self._active_open = False
         self._last_data_sent_at: float | None = None
 
         self.rto = RtoEstimator(initial=config.initial_rto, minimum=config.min_rto,
@@ -143,6 +144,7 @@ class Connection:
         """Active open: the SYN goes out with the next :meth:`segments_to_send`."""
         conn = cls(local_port, remote_port, isn=isn, now=now, config=config, ipv6=ipv6)
         conn._transition(Ev.ACTIVE_OPEN)
+        conn._active_open = True
         return conn
 
     @classmethod
@@ -365,7 +367,12 @@ class Connection:
                 if state is TIME_WAIT:
                     self._transition(Ev.RCV_RST)
                     return
-                self._fail("reset", "connection reset by peer")
+                if state is SYN_RECEIVED and self._active_open:
+                    # RFC 9293 3.10.7.4: reached through a simultaneous open, so
+                    # the peer refused our connection.
+                    self._fail("refused", "connection refused")
+                else:
+                    self._fail("reset", "connection reset by peer")
             elif self.rcv_nxt <= seq < self.rcv_nxt + max(wnd, 1):
                 self._challenge_ack(now)
             else:

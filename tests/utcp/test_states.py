@@ -95,6 +95,17 @@ def test_simultaneous_open():
     assert conn.state is State.ESTABLISHED and sent(conn, 0.02) == []
 
 
+def test_reset_after_a_simultaneous_open_is_a_refusal():
+    conn = active()
+    sent(conn, 0.0)
+    conn.receive(remote(0, flags=SYN, mss=1000), 0.01)       # SYN-SENT -> SYN-RECEIVED
+    sent(conn, 0.01)
+    conn.receive(remote(1, flags=RST), 0.02)                 # exactly at RCV.NXT
+    assert conn.state is State.CLOSED
+    assert conn.error.reason == "refused"                    # RFC 9293 3.10.7.4
+    assert conn.events() == [ConnectionClosed(conn.error)]
+
+
 def test_syn_sent_reset_with_acceptable_ack_is_refused():
     conn = active()
     sent(conn, 0.0)
