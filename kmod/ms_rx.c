@@ -15,9 +15,12 @@
  *   - A well-formed TCP/UDP frame whose destination tuple is registered
  *     is copied whole (from the Ethernet header) into the owning port's RX
  *     ring and consumed.  Ring full, frame larger than the port's buffers
- *     or a corrupted slot: dropped, counted, consumed.
+ *     or a corrupted slot: dropped, counted, consumed.  So is a frame whose
+ *     data cannot be copied (counted rx_malformed; the skb's own lengths
+ *     make this unreachable in practice).
  *   - GSO (GRO-merged) frames are segmented first, so a port always sees
- *     wire-sized frames.
+ *     wire-sized frames; one that cannot be segmented is dropped and
+ *     counted as rx_drop_size.
  *   - A frame with CHECKSUM_PARTIAL (e.g. from a local veth peer) gets its
  *     L4 checksum completed in the copy, so the port always sees a valid
  *     checksum.
