@@ -1,21 +1,25 @@
 """The MultiStack demo: user-level stacks answering Linux clients in another namespace.
 
-    python -m stacks.apps.demo [--backend tap] [--count N] [--pcap FILE]   (root: namespaces)
+    python -m stacks.apps.demo [--backend tap|kmod] [--count N] [--pcap FILE]   (root)
 
-What runs today (backend ``tap``): a user-level IP host runs in this
-process on a TAP port, with a UDP echo service (RFC 862, port 7) and the
-HTTP/1.1 server on UTCP, the user-level TCP (port 80).  The kernel side of
-the TAP sits in a fresh client network namespace, where Linux's own stack
-plays the client with a Python socket, netcat, curl and ping, over IPv4 and
-IPv6.  The demo prints a merged transcript of who sent what, a table of who
-served what, and the counters of both sides, then removes the namespace.
+``scripts/demo`` picks the backend: ``kmod`` (multistack.ko, in the VM when
+this kernel cannot load modules) by default, ``tap`` on request.
 
-Growing it: a *backend* builds the topology (``TapBackend`` now; the kernel
-module's backend later attaches MultiStack to a veth and registers
-3-tuples), a *service* starts something on the stack side (``SERVICES``)
-and an *act* is one client-side exercise that appends rows to the table
-(``ACTS``).  New pieces (a legacy OS server, a spoofing attempt) are new
-services and acts; the rest stays.
+Backend ``kmod`` (stacks/apps/demo_kmod.py): two namespaces over a veth,
+MultiStack attached on the server side, where a user-level IP host serves
+UDP echo (RFC 862, port 7) and HTTP/1.1 on UTCP (port 80) beside a legacy
+HTTP server on the OS stack (:8080) and the OS answering ping; a second
+port tries to spoof the first one's 3-tuple.  Backend ``tap``: the same
+user-level services on a TAP port whose kernel side sits in a client
+namespace.  In both, Linux's own stack plays the client (a Python socket,
+netcat, curl and ping, over IPv4 and IPv6), and the demo prints a
+transcript, a table of who served what and the counters of both sides,
+then removes its namespaces.
+
+The pieces: a *backend* builds the topology (``TapBackend`` here,
+``KmodBackend`` in demo_kmod), a *service* starts something on the stack
+side (``SERVICES``) and an *act* is one client-side exercise that appends
+rows to the table (``ACTS``; a backend may add its own).
 """
 
 from __future__ import annotations
