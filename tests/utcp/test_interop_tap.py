@@ -256,6 +256,45 @@ async def test_utcp_client_downloads_from_a_linux_server(kernel, size):
                 server.kill()
 
 
+UPLOAD_SERVER = r"""
+import hashlib, socket, sys
+srv = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((sys.argv[1], 9002)); srv.listen(8)
+print("ready", flush=True)
+c, _ = srv.accept()
+h, total = hashlib.sha256(), 0
+while chunk := c.recv(65536):
+    h.update(chunk); total += len(chunk)
+c.sendall(f"{total} {h.hexdigest()}".encode())   # after the EOF: the other direction lives
+c.close()
+"""
+
+
+async def test_utcp_client_uploads_50mb_to_a_linux_server_then_half_closes():
+    """UTCP -> Linux bulk; UTCP's send_eof half-closes and it reads the answer."""
+    body = bytes(range(256)) * (BULK // 256)
+    async with tap_stack() as (ns, host):
+        server = await trio.lowlevel.open_process(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", UPLOAD_SERVER, KERNEL],
+            stdout=subprocess.PIPE)
+        try:
+            with trio.fail_after(120):
+                assert (await server.stdout.receive_some(100)).startswith(b"ready")
+                stream = await open_tcp_stream(host, KERNEL, 9002)
+                await stream.send_all(body)
+                await stream.send_eof()
+                reply = b""
+                while chunk := await stream.receive_some():
+                    reply += chunk
+                await stream.aclose()
+                assert await server.wait() == 0
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                server.kill()
+    assert reply.decode().split() == [str(BULK), hashlib.sha256(body).hexdigest()]
+
+
 # ---------------------------------------------------------------- many connections
 
 MANY_CLIENT = r"""
