@@ -2,8 +2,9 @@
 /*
  * multistack_classify.h - kernel-independent Ethernet frame classifier.
  *
- * Shared, unchanged, by multistack.ko (RX demux and TX validation) and the
- * user-space libFuzzer harness (tests/fuzz).  Header
+ * Shared, unchanged, by multistack.ko (RX demux and TX validation), the
+ * Python cffi extension (multistack.classify) and the libFuzzer harness
+ * (tests/fuzz).  Header
  * only: every function is `static inline`, uses no library call and reads
  * multi-byte fields byte by byte (no byte-order helpers, no unaligned
  * loads), so the same code compiles in the kernel and in user space.

@@ -3,7 +3,8 @@
 Each concern adds its own files to this folder, so no single file is a
 merge point: every ``*.h`` is included, every ``*.c`` compiled and every
 ``*.cdef`` declared (in sorted order).  The kernel module's headers are on
-the include path because the ABI (uapi/multistack.h) is shared with it.
+the include path because the ABI (uapi/multistack.h) and the frame
+classifier (multistack_classify.h) are shared with it.
 """
 
 from pathlib import Path
