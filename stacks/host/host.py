@@ -7,9 +7,9 @@ each a counted drop), resolves next hops through a
 :class:`~stacks.host.neighbours.NeighbourResolver`, hands ICMP errors to
 the transport whose packet caused them, and keeps a path-MTU table fed by
 the "fragmentation needed" / "packet too big" errors that transport
-believes (TCP checks the quoted sequence number first, as Linux does).  When it owns the
-link (TAP, memory pair) it answers echo requests; over the kernel module the
-OS does.
+believes (TCP checks the quoted sequence number first, as Linux does).
+When it owns the link (TAP, memory pair) it answers echo requests; over
+the kernel module the OS does.
 
 The core (``handle_frame``, ``run_timers``, ``poll_at``, ``flush``) takes
 the time as an argument and can be driven by hand in tests; :meth:`run` is

@@ -44,10 +44,9 @@ TS_OPTION_LEN = 12
 MAX_WINDOW_SCALE = 14
 #: RFC 7323 5.5: TS.Recent older than this is invalid, so PAWS does not apply.
 PAWS_IDLE = 24 * 24 * 3600.0
-
-
 #: RFC 9293 3.10.4: the states in which ABORT sends a reset.
 _RESET_ON_ABORT = frozenset({SYN_RECEIVED, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT})
+
 
 class Connection:
     def __init__(self, local_port: int, remote_port: int, *, isn: int, now: float,
