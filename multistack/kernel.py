@@ -638,12 +638,16 @@ class KernelPort(Port):
         self._fd = -1
         self.registrations.clear()
 
+    def _unregister_request(self, number: int, address: str, port: int) -> int:
+        """MS_IOC_UNREGISTER for one tuple: 0 or -errno."""
+        family, packed = self._parse_addr(address)
+        req = self._reg_request(family, number, packed, port, -1)
+        return lib.ms_kmod_ioctl(self._fd, lib.MS_IOC_UNREGISTER, req)
+
     def _unregister_all(self) -> None:
         for proto, address, port in list(self.registrations):
-            family, packed = self._parse_addr(address)
-            req = self._reg_request(family, _proto_number(proto), packed, port, -1)
             # A dead port (ENXIO) already lost its tuples; nothing else can fail here.
-            lib.ms_kmod_ioctl(self._fd, lib.MS_IOC_UNREGISTER, req)
+            self._unregister_request(_proto_number(proto), address, port)
 
     @property
     def closed(self) -> bool:
@@ -696,11 +700,11 @@ class KernelPort(Port):
 
     def unregister(self, proto: str | int, address: str, port: int) -> None:
         self._check_open()
-        family, packed = self._parse_addr(address)
         number = _proto_number(proto)
-        req = self._reg_request(family, number, packed, port, -1)
-        what = f"unregister {_proto_name(number)} {address} port {port}"
-        self._ioctl(lib.MS_IOC_UNREGISTER, req, what, _REGISTER)
+        err = self._unregister_request(number, address, port)
+        if err:
+            raise _error(err, f"unregister {_proto_name(number)} {address} port {port}",
+                         _REGISTER, _PORT)
         key = (_proto_name(number), str(ipaddress.ip_address(address.split("%")[0])), port)
         self.registrations.pop(key, None)
 

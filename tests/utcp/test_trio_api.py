@@ -6,6 +6,7 @@ import contextlib
 import errno
 import hashlib
 import random
+from ipaddress import ip_address
 
 import pytest
 import trio
@@ -15,6 +16,12 @@ from multistack.memport import memory_pair
 from stacks.host import Host, OwnNeighbours
 from stacks.utcp import State, TcpConfig
 from stacks.utcp.trio_api import TcpLayer, UtcpStream, open_tcp_listener, open_tcp_stream
+from stacks.wire.ethernet import EtherType, EthernetRepr, MacAddress
+from stacks.wire.frame import build_frame
+from stacks.wire.icmpv4 import Icmpv4Repr
+from stacks.wire.icmpv6 import Icmpv6Repr
+from stacks.wire.ipv4 import Ipv4Repr
+from stacks.wire.ipv6 import Ipv6Repr
 
 CLIENT_ADDR = "10.7.0.1"
 SERVER_ADDR = "10.7.0.2"
@@ -220,15 +227,6 @@ def test_orphans_leave_the_table_in_time_wait_and_expire_in_order():
 def _icmp_too_big(to: Host, router: str, conn, seq: int, mtu: int) -> bytes:
     """A frame from ``router`` to ``to``: frag-needed (IPv4) or packet-too-big
     (IPv6) quoting a segment of ``conn`` with sequence number ``seq``."""
-    from ipaddress import ip_address
-
-    from stacks.wire.ethernet import EtherType, EthernetRepr, MacAddress
-    from stacks.wire.frame import build_frame
-    from stacks.wire.icmpv4 import Icmpv4Repr
-    from stacks.wire.icmpv6 import Icmpv6Repr
-    from stacks.wire.ipv4 import Ipv4Repr
-    from stacks.wire.ipv6 import Ipv6Repr
-
     here, port, there, peer_port = conn.key
     tcp_start = port.to_bytes(2, "big") + peer_port.to_bytes(2, "big") \
         + (seq & 0xFFFFFFFF).to_bytes(4, "big") + bytes(12)
@@ -301,8 +299,6 @@ async def test_path_mtu_from_the_wire_is_learned_only_when_tcp_believes_it(famil
 
 
 async def test_icmp_frag_needed_and_unreachable_reach_the_connection():
-    from ipaddress import ip_address
-
     from stacks.host.host import IcmpError, IcmpErrorKind
     from stacks.wire.icmpv4 import DestUnreachable
 
