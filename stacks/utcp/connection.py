@@ -818,6 +818,10 @@ class Connection:
                 out.append(self._syn_segment(now))
             if state is SYN_RECEIVED and self._ack_now:
                 self._ack_now = False
+                if not out:
+                    # A challenge ACK, or the answer to an unacceptable segment: a
+                    # resent SYN-ACK would have carried the same acknowledgment.
+                    out.append(self._segment(self.snd_max, ACK, b"", now))
             return out
         if state is not TIME_WAIT:
             self._send_retransmissions(out, now)

@@ -377,6 +377,28 @@ def test_reset_in_syn_received_closes():
     assert conn.state is State.CLOSED
 
 
+def test_in_window_reset_in_syn_received_draws_a_challenge_ack():
+    conn = listen_and_syn()
+    sent(conn, 0.0)
+    conn.receive(remote(1 + 100, flags=RST), 0.1)
+    assert conn.state is State.SYN_RECEIVED
+    [ack] = sent(conn, 0.1)
+    assert ack.flags == ACK
+    assert (ack.seq, ack.ack) == (LOCAL_ISS + 1, REMOTE_ISS + 1)
+    assert conn.stats["challenge_acks"] == 1
+
+
+def test_unacceptable_segment_in_syn_received_draws_an_ack():
+    conn = listen_and_syn()
+    sent(conn, 0.0)
+    conn.receive(remote(WINDOW + 5000, 1, payload=b"x"), 0.1)
+    assert conn.state is State.SYN_RECEIVED
+    assert conn.stats["unacceptable"] == 1
+    [ack] = sent(conn, 0.1)
+    assert ack.flags == ACK
+    assert (ack.seq, ack.ack) == (LOCAL_ISS + 1, REMOTE_ISS + 1)
+
+
 def test_reset_with_ack_in_syn_received_closes_the_half_open_connection():
     # RFC 9293 3.10.7.4 sends a passive open back to LISTEN; here the Listener never left
     # LISTEN (see test_reset_in_syn_received_leaves_the_listener_listening), so the
