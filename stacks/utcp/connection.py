@@ -813,17 +813,14 @@ class Connection:
         state = self.state
         if state is CLOSED or state is LISTEN:
             return out
-        if state in (SYN_SENT, SYN_RECEIVED):
+        if state is SYN_SENT or state is SYN_RECEIVED:
             if self.snd_nxt == self.iss:
-                out.append(self._syn_segment(now))
-            if state is SYN_RECEIVED and self._ack_now:
-                self._ack_now = False
-                if not out:
-                    # A challenge ACK, or the answer to an unacceptable segment: a
-                    # resent SYN-ACK would have carried the same acknowledgment.
-                    out.append(self._segment(self.snd_max, ACK, b"", now))
-            return out
-        if state is not TIME_WAIT:
+                out.append(self._syn_segment(now))     # it carries any ACK due
+            if state is SYN_SENT:
+                return out
+            # SYN-RECEIVED goes on to the ACK below: a challenge ACK, or the answer
+            # to an unacceptable segment.
+        elif state is not TIME_WAIT:
             self._send_retransmissions(out, now)
             self._send_data(out, now)
             if self._probe_now:
