@@ -15,7 +15,10 @@ The core (``handle_frame``, ``run_timers``, ``poll_at``, ``flush``) takes
 the time as an argument and can be driven by hand in tests; :meth:`run` is
 the trio runtime on top: one task per port that waits on the port's
 descriptor or the next deadline, drains RX in batches, dispatches, runs
-timers, and flushes TX with one ``sync`` per batch.
+timers, and flushes TX with one ``sync`` per batch.  What application tasks
+send (a transport's output after a send or close) is sent late in their
+scheduling round by the runtime's helper task (:meth:`defer`), in one
+batch for all the tasks that ran in that round, without waking the runtime.
 
 Received IP fragments are reassembled (bounded, see
 :mod:`stacks.host.reassembly`); UDP datagrams over the path MTU are sent
@@ -209,6 +212,13 @@ class Host:
         self._holding = False
         self._woken = False
         self._wait_scope = None
+        # Work deferred to the end of the scheduling round, and the runtime's
+        # helper task that does it (parked while there is none).
+        self._deferred: dict[typing.Callable[[float], None], None] = {}
+        self._deferred_task = None
+        self._deferred_parked = False
+        self._deferred_error: Exception | None = None
+        self._reschedule = None
         neighbours.attach(self)
         if hasattr(port, "on_in_flight"):
             # A memory port with delay: frames in flight do not make its
@@ -290,11 +300,70 @@ class Host:
         if self._tx:
             self._kick()
 
-    def wakeup(self) -> None:
-        """Make the runtime flush output and re-read deadlines soon."""
+    def defer(self, callback: typing.Callable[[float], None]) -> None:
+        """Call ``callback(now)`` once, late in this scheduling round, with output held.
+
+        For work that application tasks trigger (a transport's output after a
+        send or close): calls from every task that runs in this round share
+        one callback, and the frames it queues go to the port in one batch.
+        With the runtime running the callback runs in its helper task; without
+        one it runs at once.
+        """
+        self._deferred[callback] = None
+        if self._deferred_parked:
+            self._deferred_parked = False
+            self._reschedule(self._deferred_task)
+        elif self._deferred_task is None:
+            self._run_deferred(self._clock())
+
+    def _run_deferred(self, now: float) -> None:
+        callbacks = list(self._deferred)
+        self._deferred.clear()
+        self.hold_output()
+        try:
+            for callback in callbacks:
+                callback(now)
+        finally:
+            self.release_output()
+
+    async def _serve_deferred(self, scope) -> None:
+        import trio
+
+        with scope:
+            if scope.cancel_called:
+                return                  # the runtime ended before this task started
+            self._deferred_task = trio.lowlevel.current_task()
+            self._reschedule = trio.lowlevel.reschedule
+
+            def abort(_raise_cancel):
+                self._deferred_parked = False
+                self._deferred_task = None
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            while True:
+                if self._deferred:
+                    try:
+                        self._run_deferred(self._clock())
+                    except Exception as exc:
+                        # The runtime's error to raise, as if it had made the call.
+                        self._deferred_error = exc
+                        self._deferred_task = None
+                        self.wakeup()
+                        return
+                self._deferred_parked = True
+                await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def wakeup(self, at: float | None = None) -> None:
+        """Make the runtime flush output and re-read deadlines: soon, or by ``at``
+        (a new deadline earlier than the one it sleeps until)."""
+        scope = self._wait_scope
+        if at is not None and scope is not None:
+            if at < scope.deadline:
+                scope.deadline = at     # no wakeup now: the runtime's wait ends sooner
+            return
         self._woken = True
-        if self._wait_scope is not None:
-            self._wait_scope.cancel()
+        if scope is not None:
+            scope.cancel()
 
     def reject(self, src: IPAddress, dst: IPAddress, proto: int, payload: memoryview | bytes,
                now: float) -> None:
@@ -714,8 +783,11 @@ class Host:
             self.counters["drop_tx_backlog_full"] += 1
             return
         self._tx.append(frame)
-        if not self._holding:
-            self._kick()
+        if not self._holding and not self._in_runtime:
+            if self._deferred_task is not None:
+                self.defer(_release_sends)      # with the rest of this round's output
+            else:
+                self.wakeup()
 
     def _kick(self) -> None:
         # Output queued from outside the runtime loop (an app task) needs the
@@ -821,23 +893,42 @@ class Host:
 
         fd = self.port.fileno()
         self._running = True
+        deferred_scope = trio.CancelScope()
+        trio.lowlevel.spawn_system_task(self._serve_deferred, deferred_scope,
+                                        name="host deferred work")
         try:
             while True:
-                self._woken = False
-                received = self.step(self._clock())
-                if received >= self.rx_batch or self._woken:
-                    await trio.lowlevel.checkpoint()
-                    continue
-                deadline = self.poll_at()
-                with trio.move_on_at(math.inf if deadline is None else deadline) as scope:
+                # One scope serves the waits until a deadline or a wakeup cancels it:
+                # most iterations end with frames to read, and a new scope each time
+                # costs more than moving this one's deadline.
+                with trio.CancelScope() as scope:
                     self._wait_scope = scope
                     try:
-                        if not self._woken:
+                        while True:
+                            self._woken = False
+                            if self._deferred_error is not None:
+                                error, self._deferred_error = self._deferred_error, None
+                                raise error
+                            received = self.step(self._clock())
+                            if received >= self.rx_batch or self._woken:
+                                await trio.lowlevel.checkpoint()
+                                continue
+                            deadline = self.poll_at()
+                            scope.deadline = math.inf if deadline is None else deadline
                             await trio.lowlevel.wait_readable(fd)
                     finally:
                         self._wait_scope = None
         finally:
             self._running = False
+            deferred_scope.cancel()
+            self._deferred_task = None
+            self._deferred_parked = False
+            if self._deferred:      # what the helper had not run yet
+                self._run_deferred(self._clock())
+
+
+def _release_sends(now: float) -> None:
+    """Deferred work that is only the release of held output: it sends what is queued."""
 
 
 def _ports(proto: int, transport: bytes) -> tuple[int | None, int | None]:

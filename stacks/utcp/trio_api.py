@@ -205,20 +205,20 @@ class TcpLayer:
         return shrank
 
     def kick(self, conn: Connection | None = None) -> None:
-        """The application changed something: send what is due and rearm the timers."""
+        """The application changed something: send what is due and rearm the timers,
+        late in this scheduling round (with what the other tasks changed in it)."""
         if conn is not None:
             self.endpoint.touch(conn)
-        # The segments go to the port at once, without waking the runtime for them; it
-        # needs a wakeup only when a deadline came earlier than the one it sleeps until.
-        host = self.host
-        host.hold_output()
-        try:
-            self._flush(trio.current_time())
-        finally:
-            host.release_output()
+        self.host.defer(self._flush_for_application)
+
+    def _flush_for_application(self, now: float) -> None:
+        # The segments go to the port without waking the runtime for them; it needs
+        # a wakeup only when a deadline came earlier than the one it sleeps until.
+        self._flush(now)
         deadline = self._deadline()
         if deadline is not None and (self._promised is None or deadline < self._promised):
-            self.host.wakeup()
+            self._promised = deadline
+            self.host.wakeup(at=deadline)
 
     def lot(self, conn: Connection) -> trio.lowlevel.ParkingLot:
         return self._lots.setdefault(conn, trio.lowlevel.ParkingLot())
@@ -256,16 +256,10 @@ class TcpLayer:
         except LocalProtocolError as exc:
             raise OSError(errno.EADDRINUSE, str(exc)) from None
         stream = UtcpStream(self, conn)
-        parked = False
         try:
-            while True:
-                self.kick(conn)       # sending may settle it at once (no route)
-                if conn.state is not SYN_SENT and conn.state is not SYN_RECEIVED:
-                    break
+            self.kick(conn)     # the SYN leaves late in this round (or fails: no route)
+            while conn.state is SYN_SENT or conn.state is SYN_RECEIVED:
                 await self.lot(conn).park()
-                parked = True
-            if not parked:
-                await trio.lowlevel.checkpoint()
         except BaseException:
             conn.abort()
             self.kick(conn)
@@ -318,10 +312,11 @@ class UtcpStream(trio.abc.HalfCloseableStream):
 
     async def send_all(self, data) -> None:
         with self._send_guard:
-            await trio.lowlevel.checkpoint_if_cancelled()
+            # The checkpoint comes first: what the task does next in this round (more
+            # data, a close) then leaves with this data, a FIN in the same segment.
+            await trio.lowlevel.checkpoint()
             self._check_send()
             view = memoryview(data).cast("B")
-            parked = False
             try:
                 while view:
                     n = self.connection.send(bytes(view[:self.connection.send_space()]))
@@ -330,12 +325,9 @@ class UtcpStream(trio.abc.HalfCloseableStream):
                         self._layer.kick(self.connection)
                     if view:
                         await self._lot.park()
-                        parked = True
                         self._check_send()
             except LocalProtocolError as exc:
                 raise trio.BrokenResourceError(str(exc)) from None
-            if not parked:      # parking was the checkpoint already, as with trio's sockets
-                await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def wait_send_all_might_not_block(self) -> None:
         with self._send_guard:
@@ -380,7 +372,8 @@ class UtcpStream(trio.abc.HalfCloseableStream):
                     raise trio.ClosedResourceError("stream closed")
                 if conn.readable:
                     data = conn.read(max_bytes if max_bytes is not None else 65536)
-                    self._layer.kick(conn)     # a window update may be due
+                    if conn.ack_due:           # reading opened the window enough to say so
+                        self._layer.kick(conn)
                     if not parked:
                         await trio.lowlevel.cancel_shielded_checkpoint()
                     return data

@@ -88,6 +88,103 @@ def test_handler_deadlines_drive_on_timer():
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
+def test_an_earlier_deadline_moves_the_wait_without_a_runtime_iteration():
+    # wakeup(at=...) shortens the sleep: the timer fires at the new deadline and
+    # the runtime does not run an iteration for the news itself.
+    async def main():
+        ha, _ = two_hosts()
+        handler = RecordingHandler(deadline=trio.current_time() + 3)
+        ha.attach(6, handler)
+        steps = []
+        step = ha.step
+        ha.step = lambda now: steps.append(now) or step(now)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ha.run)
+            await trio.sleep(1)
+            iterations = len(steps)
+            handler.deadline = trio.current_time() + 0.5
+            ha.wakeup(at=handler.deadline)
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(steps) == iterations and not ha._woken
+            await trio.sleep(0.6)
+            assert handler.timer_calls == [pytest.approx(1.5, abs=0.01)]
+            # A later deadline than the one it sleeps until changes nothing.
+            handler.deadline = trio.current_time() + 10
+            ha.wakeup(at=trio.current_time() + 20)
+            await trio.sleep(5)
+            assert len(handler.timer_calls) == 1
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_deferred_work_runs_once_per_round_after_that_rounds_tasks():
+    # Calls from several tasks in one scheduling round share one run of the
+    # callback, which comes after all of them, with their output in one batch.
+    async def main():
+        ha, hb = two_hosts()
+        src, dst = min(ha.ipv4_addresses), min(hb.ipv4_addresses)
+        log = []
+
+        def callback(now):
+            log.append(("callback", ha._holding))
+            for _ in range(2):
+                ha.send_ip(src, dst, 17, b"\0" * 8, now=now)
+
+        async def app(name):
+            await trio.testing.wait_all_tasks_blocked()
+            log.append(name)
+            ha.defer(callback)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ha.run)
+            nursery.start_soon(hb.run)
+            ha.send_ip(src, dst, 17, b"\0" * 8)   # resolves the neighbour
+            with trio.fail_after(5):
+                while dst not in ha.neighbours.entries():
+                    await trio.sleep(0.01)
+            sent = ha.port.stats().tx_frames
+            async with trio.open_nursery() as apps:
+                apps.start_soon(app, "a")
+                apps.start_soon(app, "b")
+            await trio.testing.wait_all_tasks_blocked()
+            assert sorted(log[:2]) == ["a", "b"] and log[2:] == [("callback", True)]
+            assert ha.port.stats().tx_frames == sent + 2 and ha.pending_output() == 0
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def test_deferred_work_runs_at_once_without_a_runtime():
+    async def main():
+        ha, _ = two_hosts()
+        calls = []
+        ha.defer(calls.append)
+        assert calls == [trio.current_time()]
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_an_error_in_deferred_work_ends_the_runtime_with_it():
+    # The error is the runtime's to raise, as if it had made the call itself.
+    async def main():
+        ha, _ = two_hosts()
+
+        def broken(now):
+            raise RuntimeError("deferred work failed")
+
+        async def call_soon():
+            await trio.sleep(0.01)
+            ha.defer(broken)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(call_soon)
+            with pytest.raises(RuntimeError, match="deferred work failed"):
+                await ha.run()
+
+    trio.run(main)
+
+
 def test_bursts_are_drained_in_batches():
     async def main():
         ha, hb = two_hosts()

@@ -166,6 +166,32 @@ async def test_half_close_then_reply():
         assert s.connection.state is State.CLOSED
 
 
+async def test_a_response_and_the_close_after_it_leave_in_one_segment():
+    # Output from the stream methods goes out late in the scheduling round, so a
+    # reply followed by aclose is one data+FIN segment (as one-shot HTTP servers
+    # send it), and several tasks' replies leave in one port batch.
+    async with two_hosts() as (client, server):
+        pairs = [await connected_pair(client, server, 5010 + i) for i in range(3)]
+        await trio.testing.wait_all_tasks_blocked()
+        received = [s.connection.stats["segments_in"] for s, _ in pairs]
+        syncs = []
+        sync = server.port.sync
+        server.port.sync = lambda: syncs.append(1) or sync()
+
+        async def reply(stream):
+            await stream.send_all(b"response")
+            await stream.aclose()
+
+        async with trio.open_nursery() as nursery:
+            for _, r in pairs:
+                nursery.start_soon(reply, r)
+        for (s, _), before in zip(pairs, received):
+            assert await s.receive_some() == b"response"
+            assert await s.receive_some() == b""
+            assert s.connection.stats["segments_in"] == before + 1
+        assert len(syncs) == 1
+
+
 def test_orphan_in_fin_wait_2_is_dropped_and_late_data_is_reset():
     async def main():
         async with two_hosts() as (client, server):
