@@ -50,7 +50,8 @@ _RESET_ON_ABORT = frozenset({SYN_RECEIVED, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, 
 
 class Connection:
     def __init__(self, local_port: int, remote_port: int, *, isn: int, now: float,
-                 config: TcpConfig | None = None, ipv6: bool = False) -> None:
+                 config: TcpConfig | None = None, ipv6: bool = False,
+                 ts_offset: int | None = None) -> None:
         # A copy: options set on one connection (Nagle, keepalive) stay with it.
         self.config = config = config.copy() if config is not None else TcpConfig()
         self.local_port = local_port
@@ -92,7 +93,9 @@ class Connection:
         self.rcv_wscale = self._choose_window_scale() if config.window_scaling else 0
         self.ts_ok = False
         self.sack_ok = False
-        self._ts_offset = (isn * 2654435761) & sq.MASK   # per-connection TSval offset (RFC 7323 7.1)
+        # The TSval clock's offset (RFC 7323 7.1): the endpoint gives one per address
+        # pair (see isn.py); a connection made by hand derives one from its ISN.
+        self._ts_offset = (isn * 2654435761) & sq.MASK if ts_offset is None else ts_offset
         self.ts_recent: int | None = None
         self._ts_recent_at = 0.0
         self._last_ack_sent = 0
@@ -139,20 +142,23 @@ class Connection:
 
     @classmethod
     def connect(cls, local_port: int, remote_port: int, *, isn: int, now: float,
-                config: TcpConfig | None = None, ipv6: bool = False) -> Connection:
+                config: TcpConfig | None = None, ipv6: bool = False,
+                ts_offset: int | None = None) -> Connection:
         """Active open: the SYN goes out with the next :meth:`segments_to_send`."""
-        conn = cls(local_port, remote_port, isn=isn, now=now, config=config, ipv6=ipv6)
+        conn = cls(local_port, remote_port, isn=isn, now=now, config=config, ipv6=ipv6,
+                   ts_offset=ts_offset)
         conn._transition(Ev.ACTIVE_OPEN)
         conn._active_open = True
         return conn
 
     @classmethod
     def accept(cls, syn: TcpRepr, *, isn: int, now: float, config: TcpConfig | None = None,
-               ipv6: bool = False) -> Connection:
+               ipv6: bool = False, ts_offset: int | None = None) -> Connection:
         """Passive open from a listener's SYN: the connection starts in SYN-RECEIVED."""
         if syn.flags & (SYN | ACK | RST) != SYN:
             raise LocalProtocolError("a passive open needs a SYN without ACK or RST")
-        conn = cls(syn.dst_port, syn.src_port, isn=isn, now=now, config=config, ipv6=ipv6)
+        conn = cls(syn.dst_port, syn.src_port, isn=isn, now=now, config=config, ipv6=ipv6,
+                   ts_offset=ts_offset)
         conn._transition(Ev.PASSIVE_OPEN)
         conn._take_syn(syn, now)
         conn._transition(Ev.RCV_SYN)

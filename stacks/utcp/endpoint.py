@@ -84,7 +84,8 @@ class Endpoint:
         isn = self._isn.isn(local_addr, local_port, remote_addr, remote_port, now)
         conn = Connection.connect(local_port, remote_port, isn=isn, now=now,
                                   config=self._config_for(config or self.config, remote_addr),
-                                  ipv6=local_addr.version == 6)
+                                  ipv6=local_addr.version == 6,
+                                  ts_offset=self._isn.ts_offset(local_addr, remote_addr))
         conn.key = key
         self.connections[key] = conn
         self.touch(conn)
@@ -186,7 +187,7 @@ class Endpoint:
         isn = self._isn.isn(dst, seg.dst_port, src, seg.src_port, now)
         conn = Connection.accept(seg, isn=isn, now=now,
                                  config=self._config_for(listener.config, src),
-                                 ipv6=dst.version == 6)
+                                 ipv6=dst.version == 6, ts_offset=self._isn.ts_offset(dst, src))
         conn.key = key
         self.connections[key] = conn
         listener.add_half_open(conn)

@@ -185,6 +185,19 @@ def test_isn_is_keyed_per_tuple_and_advances_with_the_clock():
     assert sq.diff(gen.isn(HERE, 80, PEER, 1000, 2.0), a) == 250_000   # 4 µs ticks
 
 
+def test_the_tsval_offset_is_keyed_per_address_pair():
+    gen = IsnGenerator(b"s" * 32)
+    offset = gen.ts_offset(HERE, PEER)
+    assert gen.ts_offset(HERE, PEER) == offset
+    assert gen.ts_offset(HERE, PEER2) != offset
+    assert IsnGenerator(b"t" * 32).ts_offset(HERE, PEER) != offset
+    # Every connection between the pair uses it, whatever its ports and ISN.
+    ep = Endpoint(isn=gen)
+    conns = [ep.connect(HERE, PEER, 80, 0.0, local_port=p) for p in (40000, 40001)]
+    tsvals = {syn.timestamp[0] for _, _, syn in ep.segments_to_send(1.0)}
+    assert tsvals == {(1000 + offset) & sq.MASK} and len(conns) == 2
+
+
 # ---------------------------------------------------------------- sequence arithmetic, RTO
 
 
@@ -315,3 +328,49 @@ def test_simultaneous_open_and_close_between_two_endpoints():
     assert (ca.read(), cb.read()) == (b"pong", b"ping")
     assert ca.state is cb.state is State.TIME_WAIT
     assert ca.stats["FIN-WAIT-1->CLOSING"] == cb.stats["FIN-WAIT-1->CLOSING"] == 1
+
+
+def test_a_client_reopens_ports_its_server_holds_in_time_wait_by_timestamps():
+    # RFC 6191: a server takes a SYN into a tuple it holds in TIME-WAIT when the
+    # SYN's TSval is newer.  So TSvals to one peer must keep advancing from one
+    # connection to the next: the TSval offset belongs to the address pair, not
+    # to the connection (a per-connection offset fails about every other port).
+    from stacks.utcp import TcpConfig
+
+    client = Endpoint(config=TcpConfig(), isn=IsnGenerator(b"c" * 32), seed=1)
+    server = Endpoint(config=TcpConfig(), isn=IsnGenerator(b"s" * 32), seed=2)
+    listener = server.listen(None, 80)
+    resets = []
+
+    def exchange(now):
+        moved = True
+        while moved:
+            moved = False
+            for sender, receiver in ((client, server), (server, client)):
+                for src, dst, segment in sender.segments_to_send(now):
+                    if segment.flags & RST:
+                        resets.append(segment)
+                    receiver.receive(src, dst, segment, now)
+                    moved = True
+
+    def fetch(port, now):
+        conn = client.connect(PEER, HERE, 80, now, local_port=port)
+        exchange(now)
+        accepted = listener.accept()
+        assert conn.state is State.ESTABLISHED and accepted is not None
+        accepted.close()                       # the server closes first: its TIME-WAIT
+        server.touch(accepted)
+        exchange(now)
+        conn.close()
+        client.touch(conn)
+        exchange(now)
+        assert accepted.state is State.TIME_WAIT and conn.state is State.CLOSED
+        return accepted
+
+    ports = range(40000, 40016)
+    held = {port: fetch(port, 0.0) for port in ports}
+    for i, port in enumerate(ports):
+        again = fetch(port, 0.5 + 0.0137 * i)
+        assert again is not held[port]
+    assert server.stats["time_wait_reopened"] == len(ports)
+    assert resets == []
