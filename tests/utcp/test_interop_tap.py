@@ -295,6 +295,47 @@ async def test_utcp_client_uploads_50mb_to_a_linux_server_then_half_closes():
     assert reply.decode().split() == [str(BULK), hashlib.sha256(body).hexdigest()]
 
 
+CLOSE_FIRST_SERVER = r"""
+import socket, sys
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((sys.argv[1], 9003)); srv.listen(8)
+print("ready", flush=True)
+for i in range(int(sys.argv[2])):
+    c, peer = srv.accept()
+    c.sendall(b"reply %d from %s" % (i, str(peer).encode()))
+    c.close()          # first: this side holds the tuple in TIME-WAIT
+"""
+
+
+async def test_utcp_client_reopens_a_port_linux_holds_in_time_wait():
+    """Linux (RFC 6191) takes a SYN into a TIME-WAIT tuple only with a newer TSval:
+    UTCP's TSvals to one peer advance across connections, so each reconnect from
+    the same port is taken at once, with no refusal, reset or SYN timeout."""
+    count, local_port = 8, 45000
+    async with tap_stack() as (ns, host):
+        server = await trio.lowlevel.open_process(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", CLOSE_FIRST_SERVER, KERNEL,
+             str(count)], stdout=subprocess.PIPE)
+        try:
+            with trio.fail_after(60):
+                assert (await server.stdout.receive_some(100)).startswith(b"ready")
+                for i in range(count):
+                    stream = await open_tcp_stream(host, KERNEL, 9003, local_port=local_port)
+                    reply = b""
+                    while chunk := await stream.receive_some():
+                        reply += chunk
+                    await stream.aclose()
+                    stats = stream.connection.stats
+                    assert reply == b"reply %d from ('%s', %d)" % (i, STACK.encode(), local_port)
+                    assert (stats["syn_retransmits"], stats["rst_in"]) == (0, 0)
+                    await trio.sleep(0.01)      # TSvals tick in milliseconds
+                assert await server.wait() == 0
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                server.kill()
+
+
 # ---------------------------------------------------------------- many connections
 
 MANY_CLIENT = r"""
