@@ -9,7 +9,10 @@ listener, so the same code runs on UTCP (``stacks.utcp.trio_api``) and on
 trio's kernel sockets.  HTTP/1.1 connections are kept alive unless the
 client says ``Connection: close``; HTTP/1.0 ones close after one response.
 Request bodies (``Content-Length``) are read and discarded; chunked request
-bodies are refused (501).
+bodies are refused (501).  A connection on which nothing moves for
+``idle_timeout`` seconds (no request, a stalled head or body, a client that
+stops reading) is closed, as nginx's header, keep-alive and send timeouts do:
+a client that vanished without a trace holds no task forever.
 
     python -m stacks.apps.http_server --port 8080        # kernel sockets
 """
@@ -17,11 +20,14 @@ bodies are refused (501).
 from __future__ import annotations
 
 import argparse
+import functools
 
 import trio
 
 MAX_BODY = 1 << 30
 MAX_HEAD = 16 * 1024
+#: Seconds a connection may go without a byte moving either way.
+IDLE_TIMEOUT = 60.0
 _CHUNK = 64 * 1024
 #: Body byte i is i mod 256, so a client can check what it got.
 _PATTERN = bytes(range(256)) * (_CHUNK // 256 + 1)
@@ -177,8 +183,49 @@ async def _respond(stream: trio.abc.SendStream, request: Request) -> bool:
     return keep_alive
 
 
-async def handle(stream: trio.abc.HalfCloseableStream) -> None:
-    """Serve HTTP requests on one connection until either side ends it, then close it."""
+class _IdleWatch(trio.abc.HalfCloseableStream):
+    """A connection's stream that pushes its idle deadline on at every transfer."""
+
+    def __init__(self, stream: trio.abc.HalfCloseableStream, scope: trio.CancelScope,
+                 idle_timeout: float) -> None:
+        self._stream = stream
+        self._scope = scope
+        self._idle_timeout = idle_timeout
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        data = await self._stream.receive_some(max_bytes)
+        self._scope.deadline = trio.current_time() + self._idle_timeout
+        return data
+
+    async def send_all(self, data) -> None:
+        await self._stream.send_all(data)
+        self._scope.deadline = trio.current_time() + self._idle_timeout
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        await self._stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+async def handle(stream: trio.abc.HalfCloseableStream, *,
+                 idle_timeout: float = IDLE_TIMEOUT) -> None:
+    """Serve HTTP requests on one connection until either side ends it or it idles
+    for ``idle_timeout`` seconds, then close it."""
+    try:
+        with trio.move_on_after(idle_timeout) as idle:
+            await _serve_connection(_IdleWatch(stream, idle, idle_timeout))
+    finally:
+        try:
+            await stream.aclose()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+
+
+async def _serve_connection(stream: trio.abc.HalfCloseableStream) -> None:
     reader = _Reader(stream)
     try:
         while True:
@@ -204,16 +251,13 @@ async def handle(stream: trio.abc.HalfCloseableStream) -> None:
                 break
     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
         pass
-    finally:
-        try:
-            await stream.aclose()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
 
 
-async def serve(listeners, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+async def serve(listeners, *, idle_timeout: float = IDLE_TIMEOUT,
+                task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Serve on ``listeners`` (UTCP or kernel) until cancelled."""
-    await trio.serve_listeners(handle, listeners, task_status=task_status)
+    await trio.serve_listeners(functools.partial(handle, idle_timeout=idle_timeout), listeners,
+                               task_status=task_status)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import pytest
 import trio
+import trio.testing
 
 from stacks.apps import http_server
 from stacks.apps.http_server import BadRequest, body_size, parse_head
@@ -117,6 +119,40 @@ async def test_bad_request_gets_400_and_close():
                 got, _, _, _ = await read_response(stream, buf)
                 assert got == status
         nursery.cancel_scope.cancel()
+
+
+def test_idle_connections_are_closed_and_busy_ones_kept():
+    # Nothing moving for idle_timeout closes the connection: a client that never
+    # asks, one that stops inside a head; one that keeps asking stays served.
+    async def main():
+        async with two_hosts() as (client, server):
+            listener = await open_tcp_listener(server, SERVER_ADDR, 80)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(functools.partial(http_server.serve, idle_timeout=5.0),
+                                    [listener])
+
+                async def closed_after(stream, first: bytes) -> float:
+                    start = trio.current_time()
+                    await stream.send_all(first)
+                    assert await stream.receive_some() == b""
+                    return trio.current_time() - start
+
+                for first in (b"", b"GET /bytes/1 HTTP/1.1\r\nHost:"):
+                    stream = await open_tcp_stream(client, SERVER_ADDR, 80)
+                    async with stream:
+                        assert await closed_after(stream, first) == pytest.approx(5.0, abs=0.1)
+
+                stream = await open_tcp_stream(client, SERVER_ADDR, 80)
+                async with stream:
+                    for _ in range(4):                      # 12 s in all, 3 s apart
+                        await trio.sleep(3.0)
+                        [(status, _, body)] = await fetch_all(
+                            stream, [b"GET /bytes/10 HTTP/1.1\r\n\r\n"])
+                        assert (status, body) == (200, expected_body(10))
+                    assert await closed_after(stream, b"") == pytest.approx(5.0, abs=0.1)
+                nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
 def test_parsing_units():
