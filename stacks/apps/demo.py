@@ -210,7 +210,7 @@ async def service_http(demo: Demo, nursery: trio.Nursery) -> str:
         local, remote = stream.local_address, stream.remote_address
         demo.events.append(Event(time.monotonic(), f"stack  {endpoint(*local)}", endpoint(*remote),
                                  "UTCP accepted the connection, HTTP server answers"))
-        await http_server.handle(stream)
+        await http_server.handle(stream, idle_timeout=http_server.IDLE_TIMEOUT)
 
     listener = await open_tcp_listener(demo.host, None, HTTP_PORT)
     await nursery.start(trio.serve_listeners, logged, [listener])

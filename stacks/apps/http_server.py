@@ -9,10 +9,13 @@ listener, so the same code runs on UTCP (``stacks.utcp.trio_api``) and on
 trio's kernel sockets.  HTTP/1.1 connections are kept alive unless the
 client says ``Connection: close``; HTTP/1.0 ones close after one response.
 Request bodies (``Content-Length``) are read and discarded; chunked request
-bodies are refused (501).  A connection on which nothing moves for
-``idle_timeout`` seconds (no request, a stalled head or body, a client that
-stops reading) is closed, as nginx's header, keep-alive and send timeouts do:
-a client that vanished without a trace holds no task forever.
+bodies are refused (501).  Under :func:`serve` (and from the command line)
+a connection on which nothing moves for ``idle_timeout`` seconds (no
+request, a stalled head or body, a client that stops reading) is closed, as
+nginx's header, keep-alive and send timeouts do: a client that vanished
+without a trace holds no task forever.  :func:`handle` alone applies none
+unless given one (the benchmarks run it bare on both stacks: the watch costs
+a kernel-socket server about a tenth of its CPU per short request).
 
     python -m stacks.apps.http_server --port 8080        # kernel sockets
 """
@@ -212,12 +215,15 @@ class _IdleWatch(trio.abc.HalfCloseableStream):
 
 
 async def handle(stream: trio.abc.HalfCloseableStream, *,
-                 idle_timeout: float = IDLE_TIMEOUT) -> None:
-    """Serve HTTP requests on one connection until either side ends it or it idles
-    for ``idle_timeout`` seconds, then close it."""
+                 idle_timeout: float | None = None) -> None:
+    """Serve HTTP requests on one connection until either side ends it (or it idles
+    for ``idle_timeout`` seconds, if given), then close it."""
     try:
-        with trio.move_on_after(idle_timeout) as idle:
-            await _serve_connection(_IdleWatch(stream, idle, idle_timeout))
+        if idle_timeout is None:
+            await _serve_connection(stream)
+        else:
+            with trio.move_on_after(idle_timeout) as idle:
+                await _serve_connection(_IdleWatch(stream, idle, idle_timeout))
     finally:
         try:
             await stream.aclose()
@@ -253,9 +259,10 @@ async def _serve_connection(stream: trio.abc.HalfCloseableStream) -> None:
         pass
 
 
-async def serve(listeners, *, idle_timeout: float = IDLE_TIMEOUT,
+async def serve(listeners, *, idle_timeout: float | None = IDLE_TIMEOUT,
                 task_status=trio.TASK_STATUS_IGNORED) -> None:
-    """Serve on ``listeners`` (UTCP or kernel) until cancelled."""
+    """Serve on ``listeners`` (UTCP or kernel) until cancelled, closing connections
+    idle for ``idle_timeout`` seconds (None: never)."""
     await trio.serve_listeners(functools.partial(handle, idle_timeout=idle_timeout), listeners,
                                task_status=task_status)
 
