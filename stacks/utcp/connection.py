@@ -49,6 +49,23 @@ _RESET_ON_ABORT = frozenset({SYN_RECEIVED, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, 
 
 
 class Connection:
+    # Fixed attributes: a connection has more than CPython keeps inline in an
+    # instance, and slots make every field access in the per-segment path cheaper.
+    __slots__ = (
+        "cc", "config", "error", "irs", "iss", "key", "local_port", "max_snd_wnd",
+        "peer_mss", "rcv_adv", "rcv_nxt", "rcv_wscale", "remote_port", "rto", "sack_ok",
+        "scoreboard", "snd_max", "snd_nxt", "snd_una", "snd_wl1", "snd_wl2", "snd_wnd",
+        "snd_wscale", "soft_error", "state", "stats", "ts_ok", "ts_recent", "_ack_now",
+        "_active_open", "_buf", "_buf_start", "_challenge_count", "_challenge_window",
+        "_closed_reported", "_delack_at", "_dupacks", "_eof", "_events", "_fin_acked",
+        "_fin_queued", "_in_recovery", "_keepalive_at", "_keepalive_probes",
+        "_last_ack_sent", "_last_data_sent_at", "_last_heard", "_last_rto_una", "_ooo",
+        "_path_mss", "_peer_offered_wscale", "_persist_at", "_persist_backoff",
+        "_probe_now", "_rcv_buf", "_recover", "_retries", "_retx_high", "_retx_queue",
+        "_rst_queue", "_rto_at", "_rtt_sent_at", "_rtt_seq", "_syn_timed_out",
+        "_timewait_at", "_ts_offset", "_ts_recent_at", "_unacked_segments"
+    )
+
     def __init__(self, local_port: int, remote_port: int, *, isn: int, now: float,
                  config: TcpConfig | None = None, ipv6: bool = False,
                  ts_offset: int | None = None) -> None:
