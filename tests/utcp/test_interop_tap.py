@@ -295,6 +295,58 @@ async def test_utcp_client_uploads_50mb_to_a_linux_server_then_half_closes():
     assert reply.decode().split() == [str(BULK), hashlib.sha256(body).hexdigest()]
 
 
+SAME_PORT_CLIENT = r"""
+import socket, sys, time
+for i in range(int(sys.argv[2])):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("", int(sys.argv[3])))
+    s.settimeout(5)
+    s.connect((sys.argv[1], 9004))
+    s.sendall(b"request %d" % i)
+    reply = b""
+    while chunk := s.recv(100):
+        reply += chunk
+    s.close()
+    print(i, reply.decode(), flush=True)
+    time.sleep(0.01)            # Linux's TSvals tick in milliseconds
+"""
+
+
+async def test_linux_client_reopens_a_port_utcp_holds_in_time_wait():
+    """The reverse: UTCP closes first and holds each tuple in TIME-WAIT; a Linux
+    client connecting again from the same port gets in by its newer TSval
+    (RFC 6191), its first SYN taken."""
+    count, client_port = 8, 45001
+    async with tap_stack() as (ns, host):
+        listener = await open_tcp_listener(host, STACK, 9004)
+        served = []
+
+        async def serve_one():
+            stream = await listener.accept()
+            request = await stream.receive_some()
+            await stream.send_all(b"answer to " + request)
+            await stream.aclose()         # first: UTCP's TIME-WAIT
+            served.append(stream.connection)
+
+        async with trio.open_nursery() as nursery:
+            async def serve_all():
+                for _ in range(count):
+                    await serve_one()
+            nursery.start_soon(serve_all)
+            done = await in_ns(ns, sys.executable, "-c", SAME_PORT_CLIENT, STACK, str(count),
+                               str(client_port))
+            nursery.cancel_scope.cancel()
+    assert done.returncode == 0, done.stderr.decode()
+    lines = done.stdout.decode().splitlines()
+    assert [line.split(" ", 1)[1] for line in lines] == [
+        f"answer to request {i}" for i in range(count)]
+    # Each SYN after the first met a TIME-WAIT and reopened it: a refused one would
+    # have drawn the client's RST, and its retransmission would find no tuple.
+    assert TcpLayer.of(host).endpoint.stats["time_wait_reopened"] == count - 1
+    assert all(c.stats["rst_in"] == 0 for c in served)
+
+
 CLOSE_FIRST_SERVER = r"""
 import socket, sys
 srv = socket.socket()
