@@ -61,29 +61,48 @@ class Path:
             self.advance(0.01)
 
 
+class Reader:
+    """What one side has read so far; ``__call__`` reads more and says whether
+    the expected bytes (or, with ``to_eof``, the end of the stream) are in."""
+
+    def __init__(self, conn, expected: int, *, to_eof: bool = False):
+        self.conn, self.expected, self.to_eof = conn, expected, to_eof
+        self.data = bytearray()
+
+    def __call__(self) -> bool:
+        self.data += self.conn.read()
+        return self.conn.eof_received if self.to_eof else len(self.data) == self.expected
+
+
 def fetch(path: Path, listener, port: int, rng: random.Random) -> None:
     client_conn = path.client.connect(CLIENT, SERVER, 80, path.now, local_port=port)
     accepted = []
-    path.until(lambda: accepted or accepted.extend(filter(None, [listener.accept()])), "accept")
+
+    def accept() -> bool:
+        conn = listener.accept()
+        if conn is not None:
+            accepted.append(conn)
+        return bool(accepted)
+
+    path.until(accept, "accept")
     [server_conn] = accepted
 
     request = rng.randbytes(rng.randrange(1, 3000))
     client_conn.send(request)
     path.client.touch(client_conn)
-    got = bytearray()
-    path.until(lambda: got.extend(server_conn.read()) or len(got) == len(request), "request")
+    path.until(Reader(server_conn, len(request)), "request")
 
     response = rng.randbytes(rng.randrange(1, 5000))
     server_conn.send(response)
     path.server.touch(server_conn)
-    got = bytearray()
     order = rng.choice(CLOSE_ORDERS)
+    reader = Reader(client_conn, len(response), to_eof=order == "server_first")
     if order == "server_first":
         server_conn.close()
-        path.until(lambda: got.extend(client_conn.read()) or client_conn.eof_received, "response")
+        path.until(reader, "response")
         client_conn.close()
     else:
-        path.until(lambda: got.extend(client_conn.read()) or len(got) == len(response), "response")
+        path.until(reader, "response")
         client_conn.close()
         if order == "client_first":
             path.client.touch(client_conn)
@@ -92,7 +111,7 @@ def fetch(path: Path, listener, port: int, rng: random.Random) -> None:
     path.client.touch(client_conn)
     path.server.touch(server_conn)
     path.until(lambda: client_conn.state in FINISHED and server_conn.state in FINISHED, order)
-    assert bytes(got) == response
+    assert bytes(reader.data) == response
     for conn in (client_conn, server_conn):
         for counter in ("retransmitted_segments", "syn_retransmits", "timeouts", "rst_in"):
             assert conn.stats[counter] == 0, (order, conn, counter)
