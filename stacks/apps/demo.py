@@ -81,6 +81,7 @@ class Demo:
     events: list[Event] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)
     echo_stats: EchoStats = field(default_factory=EchoStats)
+    utcp_accepted: int = 0      # connections the UTCP HTTP service accepted
 
     def stack_address(self, version: int):
         return next(i.ip for i in self.stack_addresses if i.version == version)
@@ -207,6 +208,7 @@ async def service_udp_echo(demo: Demo, nursery: trio.Nursery) -> str:
 
 async def service_http(demo: Demo, nursery: trio.Nursery) -> str:
     async def logged(stream) -> None:
+        demo.utcp_accepted += 1
         local, remote = stream.local_address, stream.remote_address
         demo.events.append(Event(time.monotonic(), f"stack  {endpoint(*local)}", endpoint(*remote),
                                  "UTCP accepted the connection, HTTP server answers"))
@@ -348,8 +350,10 @@ def report(demo: Demo, backend, out) -> None:
     sections = [("user-level host", dict(demo.host.counters)), ("user-level UDP", dict(udp.counters)),
                 ("UDP echo service", vars(demo.echo_stats))]
     tcp = demo.host.handler(6)
-    if isinstance(tcp, TcpLayer) and isinstance(getattr(tcp, "counters", None), dict):
-        sections.append(("UTCP", dict(tcp.counters)))
+    if isinstance(tcp, TcpLayer):
+        # The connections served, then the endpoint's and the layer's events and drops.
+        sections.append(("UTCP", {"connections_accepted": demo.utcp_accepted,
+                                  **tcp.endpoint.stats, **tcp.counters}))
     sections += backend.counter_sections(demo.host)
     for title, counters in sections:
         shown = ", ".join(f"{k}={v}" for k, v in sorted(counters.items()) if v) or "(all zero)"

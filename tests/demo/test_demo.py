@@ -34,6 +34,7 @@ def test_demo_shows_the_echo_exchange_and_cleans_up():
     assert re.search(r"stack  10\.200\.0\.2:80 +-> 10\.200\.0\.1:\d+ +UTCP accepted the connection", out)
     # Counters of both sides.
     assert re.search(r"UDP echo service: bytes=\d+, echoed=5", out)
+    assert re.search(r"UTCP: connections_accepted=2\b", out)       # the two curl fetches
     assert "arp_replies_sent=1" in out and "nd_adverts_sent=1" in out
     assert re.search(r"RESULT: (\d+)/\1 checks passed \(all passed\)", out)
     assert "FAILED" not in out
