@@ -294,7 +294,8 @@ class Host:
         return self.port.mtu
 
     def hold_output(self) -> None:
-        """Keep output queued until :meth:`release_output` (for an application task's call).
+        """Keep output queued until :meth:`release_output` (work done outside the
+        runtime: :meth:`defer` runs its callbacks between the two).
 
         The runtime then need not be woken for each frame: the release hands
         them to the port in one batch.
@@ -309,7 +310,7 @@ class Host:
             try:
                 self.flush()
             except (MultiStackError, OSError):
-                pass  # a port error is the runtime's to meet (below), not the application's
+                pass  # a port error is the runtime's to meet (below), not the caller's
         if self._tx:
             self._kick()
 
