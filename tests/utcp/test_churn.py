@@ -19,8 +19,8 @@ from stacks.utcp import Endpoint, State, TcpConfig
 from stacks.utcp.isn import IsnGenerator
 from stacks.wire.tcp import TcpFlags, TcpRepr
 
-CLIENT = ipaddress.ip_address("10.9.1.1")
-SERVER = ipaddress.ip_address("10.9.1.2")
+ADDRESSES = {4: (ipaddress.ip_address("10.9.1.1"), ipaddress.ip_address("10.9.1.2")),
+             6: (ipaddress.ip_address("fd00:9:1::1"), ipaddress.ip_address("fd00:9:1::2"))}
 CLOSE_ORDERS = ("server_first", "client_first", "simultaneous")
 FINISHED = (State.CLOSED, State.TIME_WAIT)
 
@@ -28,7 +28,8 @@ FINISHED = (State.CLOSED, State.TIME_WAIT)
 class Path:
     """Two endpoints joined by a perfect path: every segment goes through the wire format."""
 
-    def __init__(self, config: TcpConfig, seed: int):
+    def __init__(self, config: TcpConfig, seed: int, family: int):
+        self.client_addr, self.server_addr = ADDRESSES[family]
         self.client = Endpoint(config=config, isn=IsnGenerator(b"c" * 32), seed=seed)
         self.server = Endpoint(config=config, isn=IsnGenerator(b"s" * 32), seed=seed + 1)
         self.now = 0.0
@@ -75,7 +76,8 @@ class Reader:
 
 
 def fetch(path: Path, listener, port: int, rng: random.Random) -> None:
-    client_conn = path.client.connect(CLIENT, SERVER, 80, path.now, local_port=port)
+    client_conn = path.client.connect(path.client_addr, path.server_addr, 80, path.now,
+                                      local_port=port)
     accepted = []
 
     def accept() -> bool:
@@ -117,12 +119,15 @@ def fetch(path: Path, listener, port: int, rng: random.Random) -> None:
             assert conn.stats[counter] == 0, (order, conn, counter)
 
 
+@pytest.mark.parametrize("family", [4, 6])
 @pytest.mark.parametrize("timestamps", [True, False])
 @pytest.mark.parametrize("ports", [1, 3, 40])
-def test_short_connections_reusing_ports_never_reset_or_retransmit(timestamps, ports):
+def test_short_connections_reusing_ports_never_reset_or_retransmit(family, timestamps, ports):
     rng = random.Random(ports * 2 + timestamps)
-    path = Path(TcpConfig(timestamps=timestamps, msl=0.5, nagle=ports != 3), seed=ports)
-    listener = path.server.listen(SERVER, 80, backlog=64)
+    path = Path(TcpConfig(timestamps=timestamps, msl=0.5, nagle=ports != 3), seed=ports,
+                family=family)
+    client, server = path.client_addr, path.server_addr
+    listener = path.server.listen(server, 80, backlog=64)
     # The gap before a port is reused: with timestamps the TSval must have ticked
     # (1 ms); without, the ISN clock (4 µs) must have passed the old connection's
     # data, up to 8 KB here.
@@ -130,10 +135,10 @@ def test_short_connections_reusing_ports_never_reset_or_retransmit(timestamps, p
     reopened = 0
     for _ in range(300):
         port = 40000 + rng.randrange(ports)
-        if (CLIENT, port, SERVER, 80) in path.client.connections:    # our own TIME-WAIT
+        if (client, port, server, 80) in path.client.connections:    # our own TIME-WAIT
             path.advance(0.25)
             continue
-        held = path.server.connections.get((SERVER, 80, CLIENT, port))
+        held = path.server.connections.get((server, 80, client, port))
         reopened += held is not None and held.state is State.TIME_WAIT
         fetch(path, listener, port, rng)
         path.advance(rng.choice(gaps))
