@@ -797,11 +797,11 @@ class Host:
             self.counters["drop_tx_backlog_full"] += 1
             return
         self._tx.append(frame)
-        if not self._holding and not self._in_runtime:
-            if self._deferred_task is not None:
+        if not self._holding:
+            if self._deferred_task is not None and not self._in_runtime:
                 self.defer(_release_sends)      # with the rest of this round's output
             else:
-                self.wakeup()
+                self._kick()
 
     def _kick(self) -> None:
         # Output queued from outside the runtime loop (an app task) needs the
