@@ -78,7 +78,7 @@ class Connection:
         self._events: deque[Event] = deque()
         self.error: RemoteProtocolError | None = None
         self.soft_error: str | None = None   # last ICMP error that did not end the connection
-        self.key: tuple | None = None        # (local addr, local port, remote addr, remote port)
+        self.key: tuple = ()                 # (local addr, local port, remote addr, remote port)
 
         # Send sequence space.
         self.iss = isn
@@ -419,13 +419,14 @@ class Connection:
 
         # RFC 7323 3.2: once timestamps are agreed, a segment without TSopt is dropped
         # silently (never aborting the connection); RSTs were handled above.
-        if self.ts_ok and seg.timestamp is None:
+        peer_ts = seg.timestamp
+        if self.ts_ok and peer_ts is None:
             self.stats["ts_missing_dropped"] += 1
             return
 
         # RFC 7323 5.3: PAWS rejects segments with a timestamp older than TS.Recent.
-        if self.ts_ok and self.ts_recent is not None \
-                and sq.lt(seg.timestamp[0], self.ts_recent) \
+        if self.ts_ok and peer_ts is not None and self.ts_recent is not None \
+                and sq.lt(peer_ts[0], self.ts_recent) \
                 and now - self._ts_recent_at < PAWS_IDLE:
             self.stats["paws_rejected"] += 1
             # Answer only segments that occupy sequence space: answering reordered pure ACKs
@@ -445,9 +446,9 @@ class Connection:
         if not flags & ACK:
             return
 
-        if self.ts_ok and seq <= self._last_ack_sent \
-                and (self.ts_recent is None or sq.ge(seg.timestamp[0], self.ts_recent)):
-            self.ts_recent = seg.timestamp[0]
+        if self.ts_ok and peer_ts is not None and seq <= self._last_ack_sent \
+                and (self.ts_recent is None or sq.ge(peer_ts[0], self.ts_recent)):
+            self.ts_recent = peer_ts[0]
             self._ts_recent_at = now
 
         self._last_activity(now)
@@ -538,9 +539,10 @@ class Connection:
         else:
             self.rcv_wscale = 0
             self.snd_wscale = 0
-        self.ts_ok = cfg.timestamps and syn.timestamp is not None
-        if self.ts_ok:
-            self.ts_recent = syn.timestamp[0]
+        syn_ts = syn.timestamp if cfg.timestamps else None
+        self.ts_ok = syn_ts is not None
+        if syn_ts is not None:
+            self.ts_recent = syn_ts[0]
             self._ts_recent_at = now
         self.sack_ok = cfg.sack and syn.sack_permitted
         self.cc.smss = self._smss()
@@ -869,7 +871,7 @@ class Connection:
         if syn_ack:
             flags = SYN | ACK
             ack = sq.wrap(self.rcv_nxt)
-            ts = (self._ts_now(now), self.ts_recent) if self.ts_ok else None
+            ts = (self._ts_now(now), self.ts_recent or 0) if self.ts_ok else None
             wscale = self.rcv_wscale if cfg.window_scaling and self._peer_offered_wscale else None
             sack = self.sack_ok
             window = min(self._free_space(), 65535)
@@ -1020,7 +1022,7 @@ class Connection:
         """A synchronized-state segment: ACK, window, timestamp and SACK blocks filled in."""
         window = self._advertise()
         ts = (self._ts_now(now), self.ts_recent or 0) if self.ts_ok else None
-        blocks = ()
+        blocks: tuple[tuple[int, int], ...] = ()
         if self.sack_ok and len(self._ooo):
             blocks = tuple((sq.wrap(s), sq.wrap(e))
                            for s, e in self._ooo.blocks(3 if self.ts_ok else 4))

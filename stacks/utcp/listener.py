@@ -33,7 +33,7 @@ class Listener:
         self.port = port
         self.backlog = backlog
         self.syn_queue_limit = syn_queue if syn_queue is not None else max(2 * backlog, 64)
-        self.config = config
+        self.config = config if config is not None else TcpConfig()
         self.syn_cookies = syn_cookies
         self.syn_queue: OrderedDict[tuple, Connection] = OrderedDict()
         self.accept_queue: deque[Connection] = deque()

@@ -30,14 +30,15 @@ class RtoEstimator:
 
     def sample(self, rtt: float) -> None:
         rtt = max(rtt, 0.0)
-        if self.srtt is None:
-            self.srtt = rtt
-            self.rttvar = rtt / 2
+        srtt, rttvar = self.srtt, self.rttvar
+        if srtt is None or rttvar is None:
+            srtt, rttvar = rtt, rtt / 2
         else:
-            self.rttvar = (1 - self.BETA) * self.rttvar + self.BETA * abs(self.srtt - rtt)
-            self.srtt = (1 - self.ALPHA) * self.srtt + self.ALPHA * rtt
+            rttvar = (1 - self.BETA) * rttvar + self.BETA * abs(srtt - rtt)
+            srtt = (1 - self.ALPHA) * srtt + self.ALPHA * rtt
+        self.srtt, self.rttvar = srtt, rttvar
         self._base = min(self.maximum, max(self.minimum,
-                                           self.srtt + max(self.granularity, self.K * self.rttvar)))
+                                           srtt + max(self.granularity, self.K * rttvar)))
         self.backoffs = 0
 
     def back_off(self) -> None:

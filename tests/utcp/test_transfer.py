@@ -289,10 +289,17 @@ def test_retransmissions_into_a_shrunk_zero_window_do_not_time_out_while_answere
         assert payloads(sent(conn, now)) == [(1001, 1000)]
         conn.receive(remote(1, 1001, window=0), now)   # still alive, still full
     assert conn.state is State.ESTABLISHED
-    for _ in range(3):                                  # now it goes silent
-        now = conn.poll_at()
-        conn.on_timer(now)
-        sent(conn, now)
+    last_answer = now                                   # now it goes silent
+    expiries = []
+    while (deadline := conn.poll_at()) is not None:
+        expiries.append(deadline)
+        conn.on_timer(deadline)
+        sent(conn, deadline)
+    # Probing goes on while the last answer is at most two maximum RTOs old.
+    limit = 2 * conn.config.max_rto
+    assert len(expiries) >= 2
+    assert all(t - last_answer <= limit for t in expiries[:-1])
+    assert expiries[-1] - last_answer > limit
     assert conn.state is State.CLOSED and conn.error.reason == "timeout"
 
 
