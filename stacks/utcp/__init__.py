@@ -20,8 +20,15 @@ Also RFC 3042 limited transmit.  Not implemented: urgent data (URG is
 ignored), ECN, TCP Fast Open, RACK/TLP, MD5/AO signatures.
 """
 
-from .config import TcpConfig
-from .connection import Connection
+import os as _os
+
+from stacks._compiled import guard as _guard
+
+#: Whether the core runs compiled by mypyc (see stacks/_compiled.py) or as Python.
+COMPILED = _guard(__name__, _os.path.dirname(__file__))
+
+from .config import TcpConfig  # noqa: E402 (the guard decides where these come from)
+from .connection import Connection  # noqa: E402
 from .endpoint import Endpoint
 from .events import (Connected, ConnectionClosed, DataReceived, EofReceived, LocalProtocolError,
                      RemoteProtocolError, SendSpaceAvailable, TcpError)
