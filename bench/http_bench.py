@@ -345,8 +345,10 @@ def memory_pair_cost(total_bytes, timeout=120.0):
 def cost_section(quick):
     total = (2 if quick else 8) << 20
     print()
+    from stacks.utcp import COMPILED
     print("Python layer cost: UTCP -> UTCP bulk transfer of %d MiB over two Hosts on the "
-          "in-memory port pair (one process, no kernel in the path)" % (total >> 20))
+          "in-memory port pair (one process, no kernel in the path; UTCP core %s)"
+          % (total >> 20, "compiled by mypyc" if COMPILED else "as Python"))
     try:
         r = memory_pair_cost(total)
     except Exception as e:    # noqa: BLE001 - any failure is reported as n/a
@@ -439,8 +441,8 @@ def main():
                           cpu=srv_cpu, startup=120, reason=reason)
             utcp_addr = SADDR
         servers.append(utcp)
-        app = kernel.app or utcp.app
-        print("Application: %s" % (app or "n/a"))
+        print("Application: %s" % (kernel.app or "n/a"))
+        print("UTCP server: %s" % (utcp.app or "n/a"))
 
         f = Fetcher(args.bin, args.seconds, args.conc, cli_cpu)
         # warm-up: the first requests pay for lazy imports and cold caches

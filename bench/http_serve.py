@@ -84,8 +84,10 @@ async def main_async(args):
         return {}
 
     from stacks.host import Host, OwnNeighbours
-    from stacks.utcp import TcpConfig
+    from stacks.utcp import COMPILED, TcpConfig
     from stacks.utcp.trio_api import TcpLayer, open_tcp_listener
+
+    app += "; UTCP core %s" % ("compiled by mypyc" if COMPILED else "as Python")
 
     sock = None
     if args.stack == "utcp-tap":
