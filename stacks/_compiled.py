@@ -77,7 +77,8 @@ def guard(package: str, directory: str, names=None) -> bool:
             recorded = None
         if recorded == source_digest(directory, names):
             return True
-        warnings.warn(f"{package}: the compiled modules are older than their sources, so the "
-                      "sources run (slower); rebuild with `pip install -e .`", stacklevel=3)
+        warnings.warn(f"{package}: the compiled modules were not built from these sources (one "
+                      "changed since, or the last build was pure Python), so the sources run "
+                      "(slower); rebuild with `pip install -e .`", stacklevel=3)
     sys.meta_path.insert(0, _SourcesFirst(package, directory, names))
     return False

@@ -59,7 +59,7 @@ def test_sources_changed_since_the_build_are_imported_with_a_warning(package):
     record_digest(directory)
     with open(os.path.join(directory, "core.py"), "a") as source:
         source.write("CHANGED = True\n")
-    with pytest.warns(UserWarning, match="older than their sources"):
+    with pytest.warns(UserWarning, match="not built from these sources"):
         assert _compiled.guard(name, directory, ["core"]) is False
     importlib.import_module(name)
     core = importlib.import_module(f"{name}.core")
