@@ -4,6 +4,10 @@ Segments for no connection and no listener get the RFC 9293 reset (section
 3.10.7.1); TIME-WAIT connections stay in the table until 2MSL passes; a
 SYN that arrives for a TIME-WAIT connection with a sequence number above
 the old connection's reopens it (RFC 9293 3.6.1, as RFC 6191 allows).
+At most ``max_time_wait`` connections wait in TIME-WAIT: past that the
+oldest is forgotten early and counted, as Linux does past
+``tcp_max_tw_buckets``, so a server that closes first under a flood of
+short connections keeps bounded state.
 Sans-IO like the connections: addresses and segments in, (src, dst,
 segment) triples out.
 
@@ -34,12 +38,18 @@ from .syncookies import SynCookies, peer_isn_of_ack
 from .states import CLOSED, SYN_RECEIVED, TIME_WAIT
 
 EPHEMERAL_PORTS = range(49152, 65536)
+#: TIME-WAIT connections kept at most (Linux's net.ipv4.tcp_max_tw_buckets).
+MAX_TIME_WAIT = 32768
 
 
 class Endpoint:
     def __init__(self, *, config: TcpConfig | None = None, isn: IsnGenerator | None = None,
-                 seed: int | None = None, path_mtu: Callable[[object], int] | None = None) -> None:
+                 seed: int | None = None, path_mtu: Callable[[object], int] | None = None,
+                 max_time_wait: int = MAX_TIME_WAIT) -> None:
+        if max_time_wait < 0:
+            raise ValueError("max_time_wait must not be negative")
         self.config = config if config is not None else TcpConfig()
+        self.max_time_wait = max_time_wait
         #: The IP MTU towards an address (the host's PMTU table), for the MSS we announce.
         self.path_mtu = path_mtu
         self._isn = isn if isn is not None else IsnGenerator()
@@ -52,6 +62,7 @@ class Endpoint:
         self._touched: dict[Connection, None] = {}   # ordered set: may have events
         self._timers: list[tuple[float, int, Connection]] = []
         self._scheduled: dict[Connection, float] = {}
+        self._time_wait: dict[Connection, None] = {}   # ordered set: oldest first
         self._tiebreak = itertools.count()
         self.stats: Counter[str] = Counter()
 
@@ -136,8 +147,7 @@ class Endpoint:
         conn = self.connections.get(key)
         if conn is not None and conn.state is TIME_WAIT and self._reopens(conn, seg):
             self.stats["time_wait_reopened"] += 1
-            conn.drop()
-            del self.connections[key]
+            self._forget_time_wait(conn)
             conn = None
         if conn is not None:
             half_open = conn.state is SYN_RECEIVED
@@ -269,11 +279,30 @@ class Endpoint:
             local_addr, _, remote_addr, _ = conn.key
             for seg in conn.segments_to_send(now):
                 out.append((local_addr, remote_addr, seg))
-            if conn.state is CLOSED and self.connections.get(conn.key) is conn:
+            state = conn.state
+            if state is CLOSED and self.connections.get(conn.key) is conn:
                 del self.connections[conn.key]
+                self._time_wait.pop(conn, None)
                 self._update_listener(conn)
+            elif state is TIME_WAIT and conn not in self._time_wait:
+                self._enter_time_wait(conn)
             self._schedule(conn)
         return out
+
+    def _enter_time_wait(self, conn: Connection) -> None:
+        time_wait = self._time_wait
+        time_wait[conn] = None
+        while len(time_wait) > self.max_time_wait:
+            self.stats["time_wait_dropped"] += 1
+            self._forget_time_wait(next(iter(time_wait)))
+
+    def _forget_time_wait(self, conn: Connection) -> None:
+        """End a TIME-WAIT connection early, silently: its tuple is free again."""
+        self._time_wait.pop(conn, None)
+        self._scheduled.pop(conn, None)     # its heap entry is then superseded
+        conn.drop()
+        if self.connections.get(conn.key) is conn:
+            del self.connections[conn.key]
 
     def _schedule(self, conn: Connection) -> None:
         # A deadline that moved later keeps its earlier heap entry, which is filed

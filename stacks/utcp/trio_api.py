@@ -32,7 +32,7 @@ from stacks.wire.tcp import PROTOCOL, TcpRepr
 
 from .config import TcpConfig
 from .connection import Connection
-from .endpoint import Endpoint
+from .endpoint import MAX_TIME_WAIT, Endpoint
 from .events import LocalProtocolError, RemoteProtocolError
 from .isn import IsnGenerator
 from .listener import Listener
@@ -69,10 +69,10 @@ class TcpLayer:
 
     def __init__(self, host: Host, *, config: TcpConfig | None = None,
                  isn_secret: bytes | None = None, seed: int | None = None,
-                 verify_checksums: bool = True) -> None:
+                 verify_checksums: bool = True, max_time_wait: int = MAX_TIME_WAIT) -> None:
         self.host = host
         self.endpoint = Endpoint(config=config, isn=IsnGenerator(isn_secret), seed=seed,
-                                 path_mtu=host.path_mtu)
+                                 path_mtu=host.path_mtu, max_time_wait=max_time_wait)
         self.verify_checksums = verify_checksums
         self.counters: Counter[str] = Counter()
         self._lots: dict[Connection, trio.lowlevel.ParkingLot] = {}

@@ -2,6 +2,7 @@
 
 import ipaddress
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -144,6 +145,61 @@ def test_time_wait_expires_and_the_connection_is_forgotten():
     ep.on_timer(60.1)
     ep.segments_to_send(60.1)
     assert conn.state is State.CLOSED and ep.connections == {}
+
+
+def closed_from_here(ep, listener, port, now):
+    """A connection this end closes first: it ends in TIME-WAIT here."""
+    handshake(ep, PEER, port, now)
+    conn = listener.accept()
+    conn.close()
+    ep.touch(conn)
+    [(_, _, fin)] = ep.segments_to_send(now)
+    ep.receive(PEER, HERE, seg(port, 80, 1001, sq.add(fin.seq, 1), FIN | ACK), now)
+    ep.segments_to_send(now)
+    return conn
+
+
+def test_time_wait_is_capped_and_the_oldest_is_forgotten_first():
+    ep = Endpoint(config=plain_config(), isn=IsnGenerator(b"k" * 32), seed=7, max_time_wait=3)
+    listener = ep.listen(None, 80)
+    conns = [closed_from_here(ep, listener, 1000 + i, now=0.1 * i) for i in range(5)]
+    assert [c.state for c in conns] == [State.CLOSED] * 2 + [State.TIME_WAIT] * 3
+    assert ep.stats["time_wait_dropped"] == 2
+    assert sorted(key[3] for key in ep.connections) == [1002, 1003, 1004]
+    # A forgotten tuple is free: its next segment finds no connection and is reset.
+    ep.receive(PEER, HERE, seg(1000, 80, 1002, 5, ACK), 1.0)
+    [(_, _, rst)] = ep.segments_to_send(1.0)
+    assert rst.flags == RST and rst.seq == 5
+    # Only the kept ones have timers left: each ends 2MSL after it began.
+    assert ep.poll_at() == 0.2 + 60.0
+    ep.on_timer(0.4 + 60.0)
+    ep.segments_to_send(0.4 + 60.0)
+    assert ep.connections == {} and ep.poll_at() is None
+    assert ep.stats["time_wait_dropped"] == 2
+
+
+def test_a_reopened_or_expired_time_wait_leaves_room_for_others():
+    ep = Endpoint(config=plain_config(), isn=IsnGenerator(b"k" * 32), seed=7, max_time_wait=2)
+    listener = ep.listen(None, 80)
+    first = closed_from_here(ep, listener, 1000, now=0.0)
+    closed_from_here(ep, listener, 1001, now=0.1)
+    ep.receive(PEER, HERE, seg(1000, 80, 900_000, flags=SYN), 0.2)     # reopens 1000
+    assert first.state is State.CLOSED and ep.stats["time_wait_reopened"] == 1
+    ep.segments_to_send(0.2)
+    ep.on_timer(0.1 + 60.0)                                             # 1001 expires
+    ep.segments_to_send(0.1 + 60.0)
+    kept = [closed_from_here(ep, listener, port, now=61.0) for port in (1002, 1003)]
+    assert all(c.state is State.TIME_WAIT for c in kept)
+    assert ep.stats["time_wait_dropped"] == 0
+
+
+def test_no_time_wait_at_all_when_the_cap_is_zero():
+    ep = Endpoint(config=plain_config(), isn=IsnGenerator(b"k" * 32), seed=7, max_time_wait=0)
+    listener = ep.listen(None, 80)
+    conn = closed_from_here(ep, listener, 1000, now=0.0)
+    assert conn.state is State.CLOSED and ep.connections == {} and ep.poll_at() is None
+    with pytest.raises(ValueError):
+        Endpoint(max_time_wait=-1)
 
 
 def test_icmp_frag_needed_shrinks_segments():
