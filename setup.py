@@ -18,12 +18,16 @@ def _compiled_helper():
 COMPILED = _compiled_helper()
 
 
+def _package_dir(package, root=""):
+    return os.path.join(root, *package.split("."))
+
+
 def _compiled_core():
     """The UTCP core's modules as mypyc extensions, unless the pure build is asked for."""
     if os.environ.get(COMPILED.PURE_ENV):
         return []
     from mypyc.build import mypycify
-    paths = [os.path.join(*package.split("."), name + ".py")
+    paths = [os.path.join(_package_dir(package), name + ".py")
              for package, names in COMPILED.COMPILED.items() for name in names]
     return mypycify(paths, group_name="stacks._utcp_core", opt_level="3")
 
@@ -33,7 +37,7 @@ class BuildExtWithManifest(build_ext):
 
     def run(self):
         root = "" if self.inplace else self.build_lib
-        manifests = [os.path.join(root, *package.split("."), COMPILED.MANIFEST)
+        manifests = [os.path.join(_package_dir(package, root), COMPILED.MANIFEST)
                      for package in COMPILED.COMPILED]
         for manifest in manifests:
             if os.path.exists(manifest):
@@ -42,7 +46,7 @@ class BuildExtWithManifest(build_ext):
         if os.environ.get(COMPILED.PURE_ENV):
             return
         for (package, names), manifest in zip(COMPILED.COMPILED.items(), manifests):
-            digest = COMPILED.source_digest(os.path.join(*package.split(".")), names)
+            digest = COMPILED.source_digest(_package_dir(package), names)
             os.makedirs(os.path.dirname(manifest), exist_ok=True)
             with open(manifest, "w") as out:
                 out.write(digest + "\n")

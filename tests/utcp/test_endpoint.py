@@ -108,16 +108,22 @@ def test_without_cookies_a_syn_flood_evicts_the_oldest_half_open():
     assert listener.accept().key == (HERE, 80, PEER, 1000)
 
 
-def test_time_wait_holds_the_tuple_and_a_newer_syn_reopens_it():
-    ep = endpoint()
-    listener = ep.listen(None, 80)
-    syn_ack = handshake(ep, PEER, 1000)
+def closed_from_here(ep, listener, port, now):
+    """A connection this end closes first: it ends in TIME-WAIT here."""
+    handshake(ep, PEER, port, now)
     conn = listener.accept()
     conn.close()
     ep.touch(conn)
-    [(_, _, fin)] = ep.segments_to_send(0.0)
-    ep.receive(PEER, HERE, seg(1000, 80, 1001, sq.add(fin.seq, 1), FIN | ACK), 0.1)
-    ep.segments_to_send(0.1)
+    [(_, _, fin)] = ep.segments_to_send(now)
+    ep.receive(PEER, HERE, seg(port, 80, 1001, sq.add(fin.seq, 1), FIN | ACK), now)
+    ep.segments_to_send(now)
+    return conn
+
+
+def test_time_wait_holds_the_tuple_and_a_newer_syn_reopens_it():
+    ep = endpoint()
+    listener = ep.listen(None, 80)
+    conn = closed_from_here(ep, listener, 1000, now=0.1)
     assert conn.state is State.TIME_WAIT
     # An old duplicate SYN does not disturb TIME-WAIT ...
     ep.receive(PEER, HERE, seg(1000, 80, 900, flags=SYN), 0.2)
@@ -127,7 +133,6 @@ def test_time_wait_holds_the_tuple_and_a_newer_syn_reopens_it():
     fresh = ep.connections[conn.key]
     assert fresh is not conn and fresh.state is State.SYN_RECEIVED
     assert ep.stats["time_wait_reopened"] == 1
-    del syn_ack
 
 
 def test_time_wait_expires_and_the_connection_is_forgotten():
@@ -145,18 +150,6 @@ def test_time_wait_expires_and_the_connection_is_forgotten():
     ep.on_timer(60.1)
     ep.segments_to_send(60.1)
     assert conn.state is State.CLOSED and ep.connections == {}
-
-
-def closed_from_here(ep, listener, port, now):
-    """A connection this end closes first: it ends in TIME-WAIT here."""
-    handshake(ep, PEER, port, now)
-    conn = listener.accept()
-    conn.close()
-    ep.touch(conn)
-    [(_, _, fin)] = ep.segments_to_send(now)
-    ep.receive(PEER, HERE, seg(port, 80, 1001, sq.add(fin.seq, 1), FIN | ACK), now)
-    ep.segments_to_send(now)
-    return conn
 
 
 def test_time_wait_is_capped_and_the_oldest_is_forgotten_first():
