@@ -20,6 +20,7 @@ from collections import Counter, deque
 from stacks.wire.tcp import FLAGS_BY_VALUE, TcpFlags, TcpRepr, build_tcp_repr
 
 from . import seq as sq
+from . import syncookies
 from .config import TcpConfig
 from .congestion import ALGORITHMS, CongestionControl, initial_window
 from .events import (Connected, ConnectionClosed, DataReceived, EofReceived, Event,
@@ -182,19 +183,59 @@ class Connection:
         return conn
 
     @classmethod
+    def cookie_syn_ack(cls, syn: TcpRepr, *, cookie: int, now: float, config: TcpConfig,
+                       ts_offset: int) -> TcpRepr:
+        """The SYN-ACK answering ``syn`` with ``cookie`` as our ISN, for a listener
+        that keeps no state: :meth:`from_cookie` replays it from the ACK.
+
+        With timestamps, window scaling and SACK are agreed as usual, the
+        peer's half kept in our TSval (see :mod:`.syncookies`).
+        """
+        timestamp = window_scale = peer_wscale = None
+        sack = False
+        if config.timestamps and syn.timestamp is not None:
+            if config.window_scaling and syn.window_scale is not None:
+                peer_wscale = min(syn.window_scale, MAX_WINDOW_SCALE)
+                window_scale = window_scale_for(config)
+            sack = config.sack and syn.sack_permitted
+            timestamp = (syncookies.encode_options(ts_clock(now, ts_offset), peer_wscale, sack),
+                         syn.timestamp[0])
+        return TcpRepr(syn.dst_port, syn.src_port, cookie, sq.add(syn.seq, 1),
+                       FLAGS_BY_VALUE[SYN | ACK], min(config.recv_buffer, 65535), mss=config.mss,
+                       window_scale=window_scale, sack_permitted=sack, timestamp=timestamp)
+
+    @classmethod
     def from_cookie(cls, ack: TcpRepr, *, isn: int, mss: int, now: float,
-                    config: TcpConfig | None = None, ipv6: bool = False) -> Connection:
+                    config: TcpConfig | None = None, ipv6: bool = False,
+                    ts_offset: int | None = None) -> Connection | None:
         """Rebuild a passive connection from the ACK that returned a valid SYN cookie.
 
         The handshake is replayed from what the cookie kept: the peer's SYN
-        (its ISN and MSS, no other options) and our SYN-ACK (ISN = cookie),
-        then the ACK is processed as usual, data included.
+        (its ISN and MSS, and with timestamps the options our TSval carried)
+        and our SYN-ACK (ISN = cookie, ``ts_offset`` the one it was sent
+        with), then the ACK is processed as usual, data included.  None
+        when the echoed options are ones :meth:`cookie_syn_ack` never sends.
         """
-        syn = TcpRepr(ack.src_port, ack.dst_port, sq.add(ack.seq, -1), 0, TcpFlags.SYN,
-                      ack.window, mss=mss)
-        conn = cls.accept(syn, isn=isn, now=now, config=config, ipv6=ipv6)
-        conn.rcv_wscale = 0                      # the cookie's SYN-ACK offered no options
+        cfg = config if config is not None else TcpConfig()
+        peer_ts = ack.timestamp if cfg.timestamps else None
+        window_scale = None
+        sack = False
+        if peer_ts is not None:
+            options = syncookies.decode_options(peer_ts[1])
+            if options is None:
+                return None
+            window_scale, sack = options
+            if (window_scale is not None and not cfg.window_scaling) or (sack and not cfg.sack):
+                return None
+        syn = TcpRepr(ack.src_port, ack.dst_port, sq.add(ack.seq, -1), 0, FLAGS_BY_VALUE[SYN],
+                      ack.window, mss=mss, window_scale=window_scale, sack_permitted=sack,
+                      timestamp=None if peer_ts is None else (peer_ts[0], 0))
+        conn = cls.accept(syn, isn=isn, now=now, config=cfg, ipv6=ipv6, ts_offset=ts_offset)
         conn.snd_nxt = conn.snd_max = conn.iss + 1
+        if peer_ts is not None:
+            # The echo is the cookie's options, up to 63 ms before the SYN-ACK left:
+            # no RTT sample from it, as none is taken without timestamps.
+            ack = dataclasses.replace(ack, timestamp=(peer_ts[0], 0))
         conn.receive(ack, now)
         return conn
 
@@ -1075,15 +1116,24 @@ class Connection:
         return field
 
     def _choose_window_scale(self) -> int:
-        """The smallest shift with 65535 << shift >= the receive buffer (at most 14)."""
-        # ceil(buffer / 65535) rounded up to a power of two, as a shift count
-        units = -(-self.config.recv_buffer // 65535)
-        return min(max(units - 1, 0).bit_length(), MAX_WINDOW_SCALE)
+        return window_scale_for(self.config)
 
     def _ts_now(self, now: float) -> int:
-        return (int(now * 1000) + self._ts_offset) & sq.MASK
+        return ts_clock(now, self._ts_offset)
 
     def __repr__(self) -> str:
         return (f"<Connection {self.local_port}->{self.remote_port} {self.state.value} "
                 f"una={self.snd_una - self.iss} nxt={self.snd_nxt - self.iss} "
                 f"rcv_nxt={self.rcv_nxt - self.irs}>")
+
+
+def window_scale_for(config: TcpConfig) -> int:
+    """The smallest shift with 65535 << shift >= the receive buffer (at most 14)."""
+    # ceil(buffer / 65535) rounded up to a power of two, as a shift count
+    units = -(-config.recv_buffer // 65535)
+    return min(max(units - 1, 0).bit_length(), MAX_WINDOW_SCALE)
+
+
+def ts_clock(now: float, offset: int) -> int:
+    """The TSval at ``now``: milliseconds plus the connection's offset (RFC 7323 5.4)."""
+    return (int(now * 1000) + offset) & sq.MASK

@@ -189,10 +189,9 @@ class Endpoint:
             return None
         if admission is Admission.COOKIE:
             cookie = self._cookies.make(dst, seg.dst_port, src, seg.src_port, seg.seq, seg.mss, now)
-            mss = self._config_for(listener.config, src).mss
-            self._stateless.append((dst, src, TcpRepr(
-                seg.dst_port, seg.src_port, cookie, sq.add(seg.seq, 1),
-                TcpFlags.SYN | TcpFlags.ACK, min(listener.config.recv_buffer, 65535), mss=mss)))
+            self._stateless.append((dst, src, Connection.cookie_syn_ack(
+                seg, cookie=cookie, now=now, config=self._config_for(listener.config, src),
+                ts_offset=self._isn.ts_offset(dst, src))))
             return None
         isn = self._isn.isn(dst, seg.dst_port, src, seg.src_port, now)
         conn = Connection.accept(seg, isn=isn, now=now,
@@ -213,8 +212,9 @@ class Endpoint:
             return None
         conn = Connection.from_cookie(seg, isn=cookie, mss=mss, now=now,
                                       config=self._config_for(listener.config, src),
-                                      ipv6=dst.version == 6)
-        if conn.state is CLOSED:
+                                      ipv6=dst.version == 6,
+                                      ts_offset=self._isn.ts_offset(dst, src))
+        if conn is None or conn.state is CLOSED:
             return None
         conn.key = key
         self.connections[key] = conn

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from stacks.utcp import Endpoint, State
 from stacks.utcp import seq as sq
+from stacks.utcp import syncookies
 from stacks.utcp.isn import IsnGenerator
 from stacks.utcp.rto import RtoEstimator
 from stacks.wire.tcp import TcpFlags, TcpRepr
@@ -349,6 +350,108 @@ def test_forged_and_stale_cookies_are_reset():
     cookie_handshake(ep, 3002, 10.0, 10.0 + 200.0)                         # too late
     assert listener.accept() is None
     assert any(s.flags == RST for _, _, s in ep.segments_to_send(210.0))
+
+
+# With timestamps the cookie keeps the peer's window scale and SACK in our TSval.
+
+OPTIONS = dict(timestamps=True, sack=True, window_scaling=True, recv_buffer=1_000_000)
+
+
+def options_endpoint(**overrides):
+    return Endpoint(config=plain_config(**{**OPTIONS, **overrides}), isn=IsnGenerator(b"k" * 32),
+                    seed=7)
+
+
+def options_syn(sport, tsval=555_000, window_scale=7, sack=True):
+    return TcpRepr(sport, 80, 7000, 0, SYN, 5000, mss=1460, window_scale=window_scale,
+                   sack_permitted=sack, timestamp=(tsval, 0))
+
+
+def syn_ack_for(ep, syn, now):
+    ep.receive(PEER, HERE, syn, now)
+    [syn_ack] = [s for _, _, s in ep.segments_to_send(now) if s.dst_port == syn.src_port]
+    return syn_ack
+
+
+def test_a_cookie_syn_ack_offers_what_a_stateful_one_does():
+    ep = options_endpoint()
+    listener = ep.listen(None, 80, syn_queue=1)
+    stateful = syn_ack_for(ep, options_syn(1999), 10.0)
+    assert len(listener.syn_queue) == 1
+    cookie = syn_ack_for(ep, options_syn(3000), 10.0)
+    assert listener.stats["syn_cookies_sent"] == 1
+    for field in ("window", "mss", "window_scale", "sack_permitted"):
+        assert getattr(cookie, field) == getattr(stateful, field), field
+    assert cookie.window_scale == 4 and cookie.sack_permitted      # 1 MB: 65535 << 4 covers it
+    tsval, tsecr = cookie.timestamp
+    assert tsecr == 555_000
+    assert tsval & 0x3F == 7 | 0x10                                # the peer's shift and SACK
+    assert 0 <= sq.diff(stateful.timestamp[0], tsval) < 64         # never ahead of the clock
+
+
+def test_a_cookie_connection_keeps_window_scaling_sack_and_timestamps():
+    ep = options_endpoint()
+    listener = ep.listen(None, 80, syn_queue=0)
+    syn_ack = syn_ack_for(ep, options_syn(3000), 10.0)
+    ack = TcpRepr(3000, 80, 7001, sq.add(syn_ack.seq, 1), ACK, 300, payload=b"GET",
+                  timestamp=(555_040, syn_ack.timestamp[0]))
+    ep.receive(PEER, HERE, ack, 10.2)
+    conn = listener.accept()
+    assert conn.state is State.ESTABLISHED and conn.read() == b"GET"
+    assert (conn.ts_ok, conn.sack_ok, conn.snd_wscale, conn.rcv_wscale) == (True, True, 7, 4)
+    assert conn.snd_wnd == 300 << 7 and conn.ts_recent == 555_040
+    assert conn.rto.srtt is None        # the echo held option bits, not a send time
+    [(_, _, reply)] = ep.segments_to_send(10.2)
+    assert reply.ack == 7004 and reply.timestamp[1] == 555_040
+    assert 0 < sq.diff(reply.timestamp[0], syn_ack.timestamp[0]) < 300    # same clock, later
+
+
+def test_a_cookie_keeps_sack_without_window_scaling_and_nothing_without_timestamps():
+    ep = options_endpoint()
+    listener = ep.listen(None, 80, syn_queue=0)
+    syn_ack = syn_ack_for(ep, options_syn(3000, window_scale=None), 10.0)
+    assert syn_ack.window_scale is None and syn_ack.sack_permitted
+    ep.receive(PEER, HERE, TcpRepr(3000, 80, 7001, sq.add(syn_ack.seq, 1), ACK, 300,
+                                   timestamp=(555_001, syn_ack.timestamp[0])), 10.0)
+    conn = listener.accept()
+    assert (conn.ts_ok, conn.sack_ok, conn.snd_wscale, conn.rcv_wscale) == (True, True, 0, 0)
+
+    bare = TcpRepr(3001, 80, 7000, 0, SYN, 5000, mss=1460, window_scale=7, sack_permitted=True)
+    syn_ack = syn_ack_for(ep, bare, 10.0)
+    assert (syn_ack.timestamp, syn_ack.window_scale, syn_ack.sack_permitted) == (None, None, False)
+    ep.receive(PEER, HERE, TcpRepr(3001, 80, 7001, sq.add(syn_ack.seq, 1), ACK, 300), 10.0)
+    conn = listener.accept()
+    assert (conn.ts_ok, conn.sack_ok, conn.snd_wscale, conn.rcv_wscale) == (False, False, 0, 0)
+
+
+@pytest.mark.parametrize("option_bits, overrides", [
+    (0x20 | 0xF, {}),                           # the sixth bit: never set by us
+    (0x07, {"window_scaling": False}),          # a shift this listener never agrees to
+    (0x1F, {"sack": False}),                    # SACK this listener never agrees to
+])
+def test_a_cookie_echo_with_options_never_offered_is_reset(option_bits, overrides):
+    ep = options_endpoint(**overrides)
+    listener = ep.listen(None, 80, syn_queue=0)
+    syn_ack = syn_ack_for(ep, options_syn(3000, window_scale=None, sack=False), 10.0)
+    assert syn_ack.timestamp[0] & 0x3F == 0xF
+    echo = syn_ack.timestamp[0] & ~0x3F | option_bits
+    ep.receive(PEER, HERE, TcpRepr(3000, 80, 7001, sq.add(syn_ack.seq, 1), ACK, 300,
+                                   timestamp=(555_001, echo)), 10.0)
+    assert listener.accept() is None and not ep.connections
+    [(_, _, rst)] = ep.segments_to_send(10.0)
+    assert rst.flags == RST and rst.seq == sq.add(syn_ack.seq, 1)
+
+
+@given(st.integers(0, sq.MASK), st.one_of(st.none(), st.integers(0, 14)), st.booleans())
+def test_cookie_options_survive_the_tsval(tsval, window_scale, sack):
+    encoded = syncookies.encode_options(tsval, window_scale, sack)
+    assert syncookies.decode_options(encoded) == (window_scale, sack)
+    assert 0 <= sq.diff(tsval, encoded) < 64
+
+
+def test_a_cookie_cannot_carry_a_window_scale_above_14():
+    with pytest.raises(ValueError, match="4 bits"):
+        syncookies.encode_options(0, 15, False)
 
 
 def test_simultaneous_open_and_close_between_two_endpoints():

@@ -584,18 +584,27 @@ async def test_lossy_link_utcp_sends_to_curl():
 
 
 async def test_curl_through_syn_cookies():
-    """With no room for half-open state, every connection is rebuilt from its cookie."""
+    """With no room for half-open state, every connection is rebuilt from its cookie,
+    and keeps the options Linux offered: its SYN has timestamps."""
     async with tap_stack() as (ns, host):
         listener = await open_tcp_listener(host, STACK, 80)
         listener.listener.syn_queue_limit = 0
+        connections = []
+
+        async def handle(stream):
+            connections.append(stream.connection)
+            await http_server.handle(stream)
+
         async with trio.open_nursery() as nursery:
-            await nursery.start(http_server.serve, [listener])
+            await nursery.start(trio.serve_listeners, handle, [listener])
             done = await in_ns(ns, "sh", "-c", f"for i in 1 2 3; do curl -sS --max-time 20 "
                                f"http://{STACK}/bytes/300000 | sha256sum; done", timeout=70)
             nursery.cancel_scope.cancel()
         assert done.returncode == 0, done.stderr.decode()
         assert done.stdout.decode().split()[::2] == [pattern_sha256(300000)] * 3
         assert listener.listener.stats["syn_cookies_accepted"] == 3
+        assert [(c.ts_ok, c.sack_ok, c.snd_wscale > 0, c.rcv_wscale > 0)
+                for c in connections] == [(True, True, True, True)] * 3
 
 
 # ---------------------------------------------------------------- keepalive and zero window
