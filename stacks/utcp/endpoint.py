@@ -159,10 +159,10 @@ class Endpoint:
         listener = self.listeners.get((dst, seg.dst_port)) or self.listeners.get((None, seg.dst_port))
         flags = seg.flags
         if listener is not None and not flags & TcpFlags.RST:
-            if flags & TcpFlags.ACK and not flags & TcpFlags.SYN and listener.syn_cookies:
-                conn = self._open_from_cookie(listener, key, src, dst, seg, now)
-                if conn is not None:
-                    return conn
+            if flags & TcpFlags.ACK and not flags & TcpFlags.SYN \
+                    and listener.answering_with_cookies(now):
+                # A failure is counted and dropped, not reset: see listener.py.
+                return self._open_from_cookie(listener, key, src, dst, seg, now)
             if flags & TcpFlags.ACK:
                 self._reset_for(src, dst, seg)      # RFC 9293: an ACK to LISTEN is reset
             elif flags & TcpFlags.SYN:
@@ -189,6 +189,7 @@ class Endpoint:
             return None
         if admission is Admission.COOKIE:
             cookie = self._cookies.make(dst, seg.dst_port, src, seg.src_port, seg.seq, seg.mss, now)
+            listener.cookie_sent_at = now
             self._stateless.append((dst, src, Connection.cookie_syn_ack(
                 seg, cookie=cookie, now=now, config=self._config_for(listener.config, src),
                 ts_offset=self._isn.ts_offset(dst, src))))
@@ -208,13 +209,18 @@ class Endpoint:
         cookie = sq.add(seg.ack, -1)
         mss = self._cookies.check(dst, seg.dst_port, src, seg.src_port, peer_isn_of_ack(seg.seq),
                                   cookie, now)
-        if mss is None or not listener.has_room():
+        if mss is None:
+            listener.stats["syn_cookies_failed"] += 1
+            return None
+        if not listener.has_room():
+            listener.stats["syn_cookies_backlog_full"] += 1
             return None
         conn = Connection.from_cookie(seg, isn=cookie, mss=mss, now=now,
                                       config=self._config_for(listener.config, src),
                                       ipv6=dst.version == 6,
                                       ts_offset=self._isn.ts_offset(dst, src))
         if conn is None or conn.state is CLOSED:
+            listener.stats["syn_cookies_failed"] += 1
             return None
         conn.key = key
         self.connections[key] = conn

@@ -6,6 +6,12 @@ connections fill it, new SYNs are answered with SYN cookies (stateless, see
 connection is dropped silently to make room, so a flood cannot grow memory
 and a genuine client whose handshake completes quickly still gets in.  A
 full accept queue drops new SYNs, as Linux does, so clients retry later.
+
+While the listener has answered with cookies recently, an ACK that does not
+rebuild a connection is dropped rather than reset: it may be a later
+segment of a cookie handshake that overtook the first (the cookie names
+the peer's ISN as the first segment's sequence number minus one), or one
+that found the accept queue full.  The peer retransmits it.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from collections import Counter, OrderedDict, deque
 from .config import TcpConfig
 from .connection import Connection
 from .states import CLOSED, SYNCHRONIZED
+from .syncookies import COOKIE_LIFETIME
 
 
 class Admission(enum.Enum):
@@ -39,6 +46,11 @@ class Listener:
         self.accept_queue: deque[Connection] = deque()
         self.closed = False
         self.stats: Counter[str] = Counter()
+        self.cookie_sent_at: float | None = None
+
+    def answering_with_cookies(self, now: float) -> bool:
+        """Whether a cookie this listener sent may still be returned."""
+        return self.cookie_sent_at is not None and now - self.cookie_sent_at < COOKIE_LIFETIME
 
     def admit(self) -> tuple[Admission, Connection | None]:
         """What to do with a new SYN, and the half-open connection evicted to make room

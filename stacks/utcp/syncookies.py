@@ -24,6 +24,8 @@ import os
 from . import seq as sq
 
 TICK = 64.0
+#: A cookie is checked against this tick and the previous one.
+COOKIE_LIFETIME = 2 * TICK
 MSS_TABLE = (536, 1200, 1220, 1360, 1400, 1440, 1452, 1460)
 _MASK24 = (1 << 24) - 1
 

@@ -98,13 +98,15 @@ class Peer:
 
 
 def run_transfer(*, loss, duplicate, reorder, delay, seed, to_server: bytes, to_client: bytes,
-                 config: TcpConfig, read_chunk: int) -> tuple[Peer, Peer, float]:
+                 config: TcpConfig, read_chunk: int,
+                 syn_cookies: bool = False) -> tuple[Peer, Peer, float]:
     now = 0.0
     a, b = memory_pair(loss=loss, duplicate=duplicate, reorder=reorder, delay=delay,
                        reorder_delay=3 * delay, seed=seed, clock=lambda: now)
     client = Station(a, CLIENT, b.mac, config, seed)
     server = Station(b, SERVER, a.mac, config, seed + 1)
-    listener = server.endpoint.listen(SERVER, 80)
+    # No SYN queue: every handshake is answered with a cookie and rebuilt from it.
+    listener = server.endpoint.listen(SERVER, 80, syn_queue=0 if syn_cookies else None)
     rng = random.Random(seed)
     cp = Peer(to_server, read_chunk, rng)
     sp = Peer(to_client, read_chunk, rng)
@@ -131,6 +133,7 @@ def run_transfer(*, loss, duplicate, reorder, delay, seed, to_server: bytes, to_
     if sp.conn is not None:
         sp.received += sp.conn.read()
     cp.received += cp.conn.read()
+    assert listener.stats["syn_cookies_accepted"] == (1 if syn_cookies else 0)
     return cp, sp, now
 
 
@@ -158,15 +161,16 @@ configs = st.builds(
        up=st.integers(0, 3000) | st.integers(30_000, 120_000),
        down=st.integers(0, 3000) | st.integers(10_000, 60_000),
        read_chunk=st.sampled_from([100, 5000, 1 << 20]),
-       config=configs)
+       config=configs, syn_cookies=st.booleans())
 def test_streams_survive_loss_duplication_and_reordering(loss, duplicate, reorder, delay, seed,
-                                                          up, down, read_chunk, config):
+                                                          up, down, read_chunk, config,
+                                                          syn_cookies):
     rng = random.Random(seed)
     to_server = rng.randbytes(up)
     to_client = rng.randbytes(down)
     cp, sp, _ = run_transfer(loss=loss, duplicate=duplicate, reorder=reorder, delay=delay,
                              seed=seed, to_server=to_server, to_client=to_client, config=config,
-                             read_chunk=read_chunk)
+                             read_chunk=read_chunk, syn_cookies=syn_cookies)
     assert hashlib.sha256(sp.received).digest() == hashlib.sha256(to_server).digest()
     assert hashlib.sha256(cp.received).digest() == hashlib.sha256(to_client).digest()
     # Both ended cleanly, and TIME-WAIT ran out (the loop only stops with no timer left).
