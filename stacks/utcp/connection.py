@@ -479,8 +479,10 @@ class Connection:
         seg_len = seg.segment_len
         if not self._acceptable(seq, seg_len, wnd):
             self.stats["unacceptable"] += 1
-            if state is TIME_WAIT and flags & FIN:
-                self._timewait_at = now + 2 * self.config.msl   # their FIN again: our ACK was lost
+            if state is TIME_WAIT and flags & ACK:
+                # Their FIN, or data before it, again: our last ACK was lost.  Restart
+                # 2MSL (as Linux does) so TIME-WAIT outlasts their retransmissions.
+                self._timewait_at = now + 2 * self.config.msl
             self._ack_now = True
             return
 

@@ -286,6 +286,24 @@ def test_time_wait_acks_retransmitted_fin_and_restarts_2msl():
     assert conn.poll_at() == 90.0
 
 
+def test_time_wait_acks_retransmitted_data_and_restarts_2msl():
+    # The peer retransmits from its oldest unacknowledged byte, data before its FIN.
+    conn = established()
+    conn.close()
+    sent(conn, 0.0)
+    conn.receive(remote(4, 2, FIN | ACK, b"def"), 0.0)
+    conn.receive(remote(1, 2, ACK, b"abc"), 0.0)
+    assert conn.state is State.TIME_WAIT
+    sent(conn, 0.0)
+    conn.receive(remote(1, 2, ACK, b"abc"), 50.0)    # every ACK we sent was lost
+    assert only(conn, 50.0) == local(2, 8, window=WINDOW - 7)
+    assert conn.poll_at() == 110.0
+    conn.on_timer(100.0)
+    assert conn.state is State.TIME_WAIT
+    conn.receive(remote(8, 2, ACK), 101.0)            # a pure ACK in place: nothing to answer
+    assert sent(conn, 101.0) == [] and conn.poll_at() == 110.0
+
+
 def test_out_of_order_fin_waits_for_the_data_before_it():
     conn = established()
     conn.receive(remote(4, 1, FIN | ACK, b"def"), 0.0)
