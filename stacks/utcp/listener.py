@@ -36,6 +36,8 @@ class Listener:
                  config: TcpConfig | None = None, syn_cookies: bool = True) -> None:
         if backlog < 1:
             raise ValueError("backlog must be at least 1")
+        if syn_queue is not None and (syn_queue < 0 or (syn_queue == 0 and not syn_cookies)):
+            raise ValueError(f"syn_queue {syn_queue}: at least 0 with SYN cookies, 1 without")
         self.address = address          # None listens on every local address
         self.port = port
         self.backlog = backlog
@@ -63,6 +65,9 @@ class Listener:
             if self.syn_cookies:
                 self.stats["syn_cookies_sent"] += 1
                 return Admission.COOKIE, None
+            if not self.syn_queue:      # no SYN queue at all (limit 0) and no cookies
+                self.stats["syn_dropped_no_syn_queue"] += 1
+                return Admission.DROP, None
             _, victim = self.syn_queue.popitem(last=False)
             victim.drop()        # forgotten, not reset: a half-open entry has no user yet
             self.stats["syn_queue_evicted"] += 1

@@ -109,6 +109,20 @@ def test_without_cookies_a_syn_flood_evicts_the_oldest_half_open():
     assert listener.accept().key == (HERE, 80, PEER, 1000)
 
 
+@pytest.mark.parametrize("syn_queue, syn_cookies", [(-1, True), (0, False)])
+def test_a_syn_queue_that_could_admit_nothing_is_refused(syn_queue, syn_cookies):
+    with pytest.raises(ValueError, match="syn_queue"):
+        endpoint().listen(None, 80, syn_queue=syn_queue, syn_cookies=syn_cookies)
+
+
+def test_without_cookies_a_syn_queue_shrunk_to_nothing_drops_syns():
+    ep = endpoint()
+    listener = ep.listen(None, 80, syn_cookies=False)
+    listener.syn_queue_limit = 0
+    assert handshake(ep, PEER, 1000) is None
+    assert listener.stats["syn_dropped_no_syn_queue"] == 1 and not ep.connections
+
+
 def closed_from_here(ep, listener, port, now):
     """A connection this end closes first: it ends in TIME-WAIT here."""
     handshake(ep, PEER, port, now)
