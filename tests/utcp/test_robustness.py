@@ -194,6 +194,77 @@ def closed_cleanly_or_reset_at_the_end(conn) -> bool:
         conn.stats["LAST-ACK->CLOSED"] + conn.stats["CLOSING->CLOSED"]) == 1
 
 
+@settings(max_examples=60)
+@given(loss=st.sampled_from([0.0, 0.05, 0.15]),
+       reorder=st.sampled_from([0.0, 0.05, 0.3]),
+       delay=st.sampled_from([0.001, 0.02]),
+       seed=st.integers(0, 2**16),
+       clients=st.integers(2, 10),
+       backlog=st.sampled_from([1, 2, 128]),
+       syn_queue=st.sampled_from([0, 1, 64]),
+       accept_every=st.sampled_from([0.0, 0.05, 0.5]),
+       config=configs)
+def test_many_clients_through_a_small_listener(loss, reorder, delay, seed, clients, backlog,
+                                               syn_queue, accept_every, config):
+    """Clients arriving together at a listener whose backlog and SYN queue overflow
+    (SYN cookies on, the default), the server accepting late: every client is
+    served exactly once, both streams intact, and every connection ends."""
+    now = 0.0
+    a, b = memory_pair(loss=loss, reorder=reorder, delay=delay, reorder_delay=3 * delay,
+                       seed=seed, clock=lambda: now)
+    client = Station(a, CLIENT, b.mac, config, seed)
+    server = Station(b, SERVER, a.mac, config, seed + 1)
+    listener = server.endpoint.listen(SERVER, 80, backlog=backlog, syn_queue=syn_queue)
+    rng = random.Random(seed)
+    starts = sorted(rng.uniform(0.0, 0.5) for _ in range(clients))
+    by_port: dict[int, tuple[Peer, bytes]] = {}
+    pairs: list[tuple[Peer, Peer]] = []
+    next_accept = 0.0
+    while True:
+        while starts and starts[0] <= now:
+            starts.pop(0)
+            up, down = (rng.randbytes(rng.choice([0, 300, 5000, 30000])) for _ in range(2))
+            peer = Peer(up, 5000, rng)
+            peer.conn = client.endpoint.connect(CLIENT, SERVER, 80, now)
+            by_port[peer.conn.local_port] = (peer, down)
+        client.receive(now)
+        server.receive(now)
+        if now >= next_accept:
+            while (conn := listener.accept()) is not None:
+                peer, down = by_port.pop(conn.remote_port)      # each client once
+                served = Peer(down, 5000, rng)
+                served.conn = conn
+                pairs.append((peer, served))
+            next_accept = now + accept_every
+        for cp, sp in pairs:
+            cp.step(client)
+            sp.step(server)
+        for peer, _ in by_port.values():
+            peer.step(client)
+        for station in (client, server):
+            station.endpoint.on_timer(now)
+            station.transmit(now)
+        deadlines = [t for t in (client.endpoint.poll_at(), server.endpoint.poll_at(),
+                                 a.poll_at(), b.poll_at()) if t is not None]
+        deadlines += starts[:1]
+        if listener.accept_queue:
+            deadlines.append(next_accept)
+        if any(p.conn.readable for pair in pairs for p in pair):
+            deadlines.append(now + 0.001)
+        if not deadlines:
+            break
+        now = max(now, min(deadlines))
+        assert now < SIM_LIMIT, f"no end in sight: {pairs} {by_port}"
+    assert not by_port and len(pairs) == clients, (dict(listener.stats), by_port)
+    for cp, sp in pairs:
+        cp.received += cp.conn.read()
+        sp.received += sp.conn.read()
+        assert (bytes(sp.received), bytes(cp.received)) == (cp.outgoing, sp.outgoing)
+        for peer in (cp, sp):
+            assert peer.conn.state is State.CLOSED
+            assert closed_cleanly_or_reset_at_the_end(peer.conn), peer.conn.error
+
+
 def test_bulk_transfer_with_five_percent_loss():
     data = random.Random(1).randbytes(1_000_000)
     config = TcpConfig(min_rto=0.2, msl=1.0)
