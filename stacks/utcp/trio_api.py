@@ -233,12 +233,14 @@ class TcpLayer:
 
     # ---------------------------------------------------------------- opening
 
-    def listen(self, address, port: int, backlog: int, config: TcpConfig | None) -> "UtcpListener":
+    def listen(self, address, port: int, backlog: int, config: TcpConfig | None, *,
+               syn_queue: int | None = None, syn_cookies: bool = True) -> "UtcpListener":
         address = None if address is None or ip_address(address) in WILDCARDS else ip_address(address)
         if port == 0:
             port = self.endpoint.free_port(address)
         try:
-            listener = self.endpoint.listen(address, port, backlog=backlog, config=config)
+            listener = self.endpoint.listen(address, port, backlog=backlog, config=config,
+                                            syn_queue=syn_queue, syn_cookies=syn_cookies)
         except LocalProtocolError as exc:
             raise OSError(errno.EADDRINUSE, str(exc)) from None
         self._listener_lots[listener] = trio.lowlevel.ParkingLot()
@@ -441,10 +443,17 @@ class UtcpListener(trio.abc.Listener[UtcpStream]):
 
 
 async def open_tcp_listener(host: Host, address, port: int, *, backlog: int = 128,
-                            config: TcpConfig | None = None) -> UtcpListener:
-    """Listen on (address, port) of ``host``; address None or a wildcard: all of them."""
+                            config: TcpConfig | None = None, syn_queue: int | None = None,
+                            syn_cookies: bool = True) -> UtcpListener:
+    """Listen on (address, port) of ``host``; address None or a wildcard: all of them.
+
+    ``syn_queue`` bounds the half-open connections (default: twice the
+    backlog, at least 64); past it, SYNs get SYN cookies, or with
+    ``syn_cookies`` False the oldest half-open connection is dropped.
+    """
     await trio.lowlevel.checkpoint()
-    return TcpLayer.of(host).listen(address, port, backlog, config)
+    return TcpLayer.of(host).listen(address, port, backlog, config, syn_queue=syn_queue,
+                                    syn_cookies=syn_cookies)
 
 
 async def open_tcp_stream(host: Host, address, port: int, *, source=None,

@@ -587,8 +587,7 @@ async def test_curl_through_syn_cookies():
     """With no room for half-open state, every connection is rebuilt from its cookie,
     and keeps the options Linux offered: its SYN has timestamps."""
     async with tap_stack() as (ns, host):
-        listener = await open_tcp_listener(host, STACK, 80)
-        listener.listener.syn_queue_limit = 0
+        listener = await open_tcp_listener(host, STACK, 80, syn_queue=0)
         connections = []
 
         async def handle(stream):

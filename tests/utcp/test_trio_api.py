@@ -75,6 +75,21 @@ async def test_check_half_closeable_stream():
         await trio.testing.check_half_closeable_stream(maker, clogged_maker)
 
 
+async def test_a_listener_without_a_syn_queue_serves_through_cookies():
+    async with two_hosts() as (client, server):
+        with pytest.raises(ValueError, match="syn_queue"):
+            await open_tcp_listener(server, None, 80, syn_queue=0, syn_cookies=False)
+        listener = await open_tcp_listener(server, None, 80, syn_queue=0)
+        stream = await open_tcp_stream(client, SERVER_ADDR, 80)
+        accepted = await listener.accept()
+        await stream.send_all(b"ping")
+        assert await accepted.receive_some() == b"ping"
+        assert listener.listener.stats["syn_cookies_accepted"] == 1
+        assert accepted.connection.ts_ok and accepted.connection.sack_ok
+        for s in (stream, accepted, listener):
+            await s.aclose()
+
+
 async def test_serve_listeners_echo_many_clients():
     async with two_hosts() as (client, server):
         listener = await open_tcp_listener(server, None, 7)
