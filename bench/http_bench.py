@@ -283,6 +283,14 @@ def bulk_table(a, b, size):
 # the Python layer's cost per frame, on the in-memory pair
 
 
+def gc_note(server):
+    """What the server's cyclic garbage collector took (bench/http_serve.py measures it)."""
+    c = server.counters
+    return "%s: %.1f%% (%.2f s of %.1f s; %d full passes, the longest %.0f ms)" % (
+        server.label, 100 * c["gc.seconds"] / c["cpu.seconds"], c["gc.seconds"],
+        c["cpu.seconds"], c["gc.full_passes"], c["gc.longest_ms"])
+
+
 def memory_pair_cost(total_bytes, timeout=120.0):
     """Bulk transfer UTCP -> UTCP over two Hosts on the memory pair."""
     import trio
@@ -479,6 +487,11 @@ def main():
             if keys:
                 print("  %s counters: %s" % (s.label, ", ".join(
                     "%s=%s" % (k, s.counters[k]) for k in keys[:12])))
+    gc_notes = [gc_note(s) for s in servers if s is not None and s.counters.get("cpu.seconds")]
+    if gc_notes:
+        print("Cyclic garbage collector, share of each server's CPU time over the whole run:")
+        for note in gc_notes:
+            print("  " + note)
 
     if not args.no_cost:
         cost_section(args.quick)

@@ -11,16 +11,19 @@
 The application is stacks/apps/http_server.py (its per-connection
 ``handle``), unchanged on both stacks.  Prints "ready <app>" on stdout once
 it accepts connections, serves until stdin closes or SIGTERM, then prints
-the stack's counters as "counters {json}" on stdout.
+the stack's counters, with the process's CPU time and what the cyclic
+garbage collector took of it, as "counters {json}" on stdout.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import signal
 import sys
+import time
 
 import trio
 
@@ -118,6 +121,32 @@ async def main_async(args):
             sock.close()
 
 
+class GcMeter:
+    """Time the cyclic garbage collector takes in this process (gc.callbacks)."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        self.full_passes = 0
+        self.longest = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase, info):
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        took = time.perf_counter() - self._started
+        self.seconds += took
+        self.longest = max(self.longest, took)
+        if info["generation"] == 2:
+            self.full_passes += 1
+
+    def counters(self):
+        return {"gc.seconds": round(self.seconds, 4), "gc.full_passes": self.full_passes,
+                "gc.longest_ms": round(self.longest * 1e3, 1),
+                "cpu.seconds": round(time.process_time(), 3)}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("stack", choices=("kernel", "utcp-tap", "utcp-module"))
@@ -128,7 +157,9 @@ def main():
     ap.add_argument("--stack-addr")
     ap.add_argument("--ifname")
     args = ap.parse_args()
+    meter = GcMeter()
     counters = trio.run(main_async, args)
+    counters.update(meter.counters())
     print("counters " + json.dumps(counters, sort_keys=True), flush=True)
 
 
