@@ -7,7 +7,12 @@ the old connection's reopens it (RFC 9293 3.6.1, as RFC 6191 allows).
 At most ``max_time_wait`` connections wait in TIME-WAIT: past that the
 oldest is forgotten early and counted, as Linux does past
 ``tcp_max_tw_buckets``, so a server that closes first under a flood of
-short connections keeps bounded state.
+short connections keeps bounded state.  A connection the application has
+released (:meth:`Endpoint.release`) waits as a compact record, as Linux's
+timewait sockets do: a tuple of numbers instead of a connection of some
+twenty objects, which a server closing 2,000 connections a second would
+otherwise keep 120,000 of, for the garbage collector to walk.  A segment
+for it makes a connection of it again, so TIME-WAIT behaves the same.
 Sans-IO like the connections: addresses and segments in, (src, dst,
 segment) triples out.
 
@@ -62,7 +67,9 @@ class Endpoint:
         self._touched: dict[Connection, None] = {}   # ordered set: may have events
         self._timers: list[tuple[float, int, Connection]] = []
         self._scheduled: dict[Connection, float] = {}
-        self._time_wait: dict[Connection, None] = {}   # ordered set: oldest first
+        # By 4-tuple, oldest first: the connection, or its record once released.
+        self._time_wait: dict[tuple, Connection | tuple] = {}
+        self._record_timers: list[tuple[float, int, tuple, tuple]] = []  # (expiry, _, key, record)
         self._tiebreak = itertools.count()
         self.stats: Counter[str] = Counter()
 
@@ -90,7 +97,7 @@ class Endpoint:
         if local_port is None:
             local_port = self._ephemeral_port(local_addr, remote_addr, remote_port)
         key = (local_addr, local_port, remote_addr, remote_port)
-        if key in self.connections:
+        if key in self.connections or key in self._time_wait:
             raise LocalProtocolError(f"connection {key} already exists")
         isn = self._isn.isn(local_addr, local_port, remote_addr, remote_port, now)
         conn = Connection.connect(local_port, remote_port, isn=isn, now=now,
@@ -112,7 +119,7 @@ class Endpoint:
 
     def free_port(self, local_addr) -> int:
         """An ephemeral port nothing on ``local_addr`` uses, for a listener on port 0."""
-        used = {key[1] for key in self.connections}
+        used = {key[1] for key in itertools.chain(self.connections, self._time_wait)}
         for _ in range(len(EPHEMERAL_PORTS)):
             port = self._ephemeral_port(local_addr, None, 0)
             if port not in used:
@@ -123,10 +130,23 @@ class Endpoint:
         start = self._rng.randrange(len(EPHEMERAL_PORTS))
         for i in range(len(EPHEMERAL_PORTS)):
             port = EPHEMERAL_PORTS[(start + i) % len(EPHEMERAL_PORTS)]
-            if (local_addr, port, remote_addr, remote_port) not in self.connections \
+            key = (local_addr, port, remote_addr, remote_port)
+            if key not in self.connections and key not in self._time_wait \
                     and (local_addr, port) not in self.listeners and (None, port) not in self.listeners:
                 return port
         raise LocalProtocolError("no ephemeral port left")
+
+    def in_time_wait(self, key: tuple) -> bool:
+        """Whether the 4-tuple (local addr, local port, remote addr, remote port) is
+        held in TIME-WAIT, by a connection or its record."""
+        return key in self._time_wait
+
+    def release(self, conn: Connection) -> None:
+        """The application is done with ``conn`` and will not look at it again: in
+        TIME-WAIT it may be kept as a compact record (see the module's docstring)."""
+        conn.released = True
+        if conn.state is TIME_WAIT:
+            self.touch(conn)            # recorded once what it owes is sent
 
     def touch(self, conn: Connection) -> None:
         """The application called into ``conn``: it may have output or events."""
@@ -145,9 +165,13 @@ class Endpoint:
         """Deliver a segment from ``src`` to ``dst``; return the connection it went to."""
         key = (dst, seg.dst_port, src, seg.src_port)
         conn = self.connections.get(key)
+        if conn is None:
+            record = self._time_wait.get(key)
+            if record is not None:
+                conn = self._resume_time_wait(key, record, now)
         if conn is not None and conn.state is TIME_WAIT and self._reopens(conn, seg):
             self.stats["time_wait_reopened"] += 1
-            self._forget_time_wait(conn)
+            self._forget_time_wait(key)
             conn = None
         if conn is not None:
             half_open = conn.state is SYN_RECEIVED
@@ -288,27 +312,83 @@ class Endpoint:
             state = conn.state
             if state is CLOSED and self.connections.get(conn.key) is conn:
                 del self.connections[conn.key]
-                self._time_wait.pop(conn, None)
+                if self._time_wait.get(conn.key) is conn:
+                    del self._time_wait[conn.key]
                 self._update_listener(conn)
-            elif state is TIME_WAIT and conn not in self._time_wait:
-                self._enter_time_wait(conn)
+            elif state is TIME_WAIT and self.connections.get(conn.key) is conn:
+                if self._time_wait.get(conn.key) is not conn:
+                    self._enter_time_wait(conn)
+                if conn.released and self._record_time_wait(conn):
+                    continue
             self._schedule(conn)
         return out
 
     def _enter_time_wait(self, conn: Connection) -> None:
         time_wait = self._time_wait
-        time_wait[conn] = None
+        time_wait[conn.key] = conn
         while len(time_wait) > self.max_time_wait:
             self.stats["time_wait_dropped"] += 1
             self._forget_time_wait(next(iter(time_wait)))
 
-    def _forget_time_wait(self, conn: Connection) -> None:
+    def _forget_time_wait(self, key: tuple) -> None:
         """End a TIME-WAIT connection early, silently: its tuple is free again."""
-        self._time_wait.pop(conn, None)
-        self._scheduled.pop(conn, None)     # its heap entry is then superseded
-        conn.drop()
-        if self.connections.get(conn.key) is conn:
-            del self.connections[conn.key]
+        held = self._time_wait.pop(key)
+        if isinstance(held, Connection):
+            self._scheduled.pop(held, None)     # its heap entry is then superseded
+            held.drop()
+            if self.connections.get(key) is held:
+                del self.connections[key]
+        # A record's timer entry no longer matches it, and is dropped when due.
+
+    def _record_time_wait(self, conn: Connection) -> bool:
+        """Keep a released TIME-WAIT connection as its record, in its place by age;
+        False while it has another timer than TIME-WAIT's own (an ACK it delays)."""
+        expiry = conn.poll_at()
+        if expiry is None or expiry != conn.time_wait_ends:
+            return False
+        key = conn.key
+        record = conn.take_time_wait_record()
+        del self.connections[key]
+        self._scheduled.pop(conn, None)
+        self._time_wait[key] = record
+        timers = self._record_timers
+        heapq.heappush(timers, (expiry, next(self._tiebreak), key, record))
+        if len(timers) > 2 * len(self._time_wait) + 64:
+            # Entries of records since resumed, reopened or forgotten: keep only live ones.
+            timers[:] = [entry for entry in timers if self._time_wait.get(entry[2]) is entry[3]]
+            heapq.heapify(timers)
+        if len(self._timers) > 2 * len(self._scheduled) + 64:
+            # Superseded entries would keep recorded connections alive until their time.
+            self._timers[:] = [entry for entry in self._timers
+                               if self._scheduled.get(entry[2]) == entry[0]]
+            heapq.heapify(self._timers)
+        self.stats["time_wait_recorded"] += 1
+        return True
+
+    def _resume_time_wait(self, key: tuple, held: Connection | tuple, now: float) -> Connection:
+        """The connection behind a TIME-WAIT record, for a segment that arrived for it."""
+        if isinstance(held, Connection):
+            return held
+        conn = Connection.from_time_wait_record(held, now=now, config=self.config,
+                                                ipv6=key[0].version == 6)
+        conn.key = key
+        self.connections[key] = conn
+        self._time_wait[key] = conn         # same place: its age counts from the first time
+        self.stats["time_wait_resumed"] += 1
+        return conn
+
+    def _expire_records(self, now: float) -> None:
+        timers = self._record_timers
+        while timers and timers[0][0] <= now:
+            _, _, key, record = heapq.heappop(timers)
+            if self._time_wait.get(key) is record:
+                del self._time_wait[key]
+
+    def _next_record_expiry(self) -> float | None:
+        timers = self._record_timers
+        while timers and self._time_wait.get(timers[0][2]) is not timers[0][3]:
+            heapq.heappop(timers)       # resumed, reopened or forgotten since
+        return timers[0][0] if timers else None
 
     def _schedule(self, conn: Connection) -> None:
         # A deadline that moved later keeps its earlier heap entry, which is filed
@@ -345,9 +425,14 @@ class Endpoint:
 
     def poll_at(self) -> float | None:
         self._settle_top()
-        return self._timers[0][0] if self._timers else None
+        deadline = self._timers[0][0] if self._timers else None
+        expiry = self._next_record_expiry()
+        if expiry is not None and (deadline is None or expiry < deadline):
+            return expiry
+        return deadline
 
     def on_timer(self, now: float) -> None:
+        self._expire_records(now)
         timers = self._timers
         while True:
             self._settle_top()

@@ -224,7 +224,9 @@ class TcpLayer:
         return self._lots.setdefault(conn, trio.lowlevel.ParkingLot())
 
     def forget(self, conn: Connection) -> None:
+        """The application closed its stream: the connection is the endpoint's alone."""
         self._lots.pop(conn, None)
+        self.endpoint.release(conn)
 
     def orphan(self, conn: Connection) -> None:
         # The clock only moves forward, so insertion order is deadline order.

@@ -1,12 +1,14 @@
 """Demultiplexing, resets for unknown segments, listen backlog, TIME-WAIT reuse, ISNs, sequence math."""
 
+import gc
 import ipaddress
+import types
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stacks.utcp import Endpoint, State
+from stacks.utcp import Endpoint, LocalProtocolError, State
 from stacks.utcp import seq as sq
 from stacks.utcp import syncookies
 from stacks.utcp.isn import IsnGenerator
@@ -165,6 +167,135 @@ def test_time_wait_expires_and_the_connection_is_forgotten():
     ep.on_timer(60.1)
     ep.segments_to_send(60.1)
     assert conn.state is State.CLOSED and ep.connections == {}
+
+
+# A released connection waits in TIME-WAIT as a compact record; a segment for it
+# makes a connection of it again.  Both must behave as a connection kept whole.
+
+def ack_ts(segment):
+    return segment.timestamp[0] if segment.timestamp else 0
+
+
+def time_wait_pair(config):
+    """Two identical endpoints, each holding one tuple in TIME-WAIT (the peer
+    offers every option): the first as the connection, the second released (a record)."""
+    pair = []
+    for release in (False, True):
+        ep = Endpoint(config=config, isn=IsnGenerator(b"k" * 32), seed=7)
+        listener = ep.listen(None, 80)
+        ep.receive(PEER, HERE, TcpRepr(1000, 80, 1000, 0, SYN, 5000, mss=1000, window_scale=2,
+                                       sack_permitted=True, timestamp=(100, 0)), 0.0)
+        [(_, _, syn_ack)] = ep.segments_to_send(0.0)
+        ep.receive(PEER, HERE, TcpRepr(1000, 80, 1001, sq.add(syn_ack.seq, 1), ACK, 5000,
+                                       payload=b"hello", timestamp=(101, ack_ts(syn_ack))),
+                   0.0)
+        conn = listener.accept()
+        conn.read()
+        conn.send(b"bye")
+        conn.close()
+        ep.touch(conn)
+        [(_, _, fin)] = ep.segments_to_send(0.1)
+        ep.receive(PEER, HERE, TcpRepr(1000, 80, 1006, sq.add(fin.seq, 4), FIN | ACK, 5000,
+                                       timestamp=(102, ack_ts(fin))), 0.2)
+        if release:
+            ep.release(conn)
+        ep.segments_to_send(0.2)
+        pair.append((ep, conn))
+    (held_ep, held), (recorded_ep, recorded) = pair
+    assert held.state is State.TIME_WAIT and held_ep.connections[held.key] is held
+    assert recorded.state is State.CLOSED and recorded.key not in recorded_ep.connections
+    assert recorded_ep.in_time_wait(recorded.key) and recorded_ep.stats["time_wait_recorded"] == 1
+    return held_ep, recorded_ep, fin.seq
+
+
+segment_kinds = st.sampled_from(["fin again", "data again", "pure ack", "rst exact",
+                                 "rst in window", "rst outside", "old syn", "newer syn",
+                                 "old timestamp", "future data"])
+
+
+@given(steps=st.lists(st.tuples(st.floats(0.0, 40.0), segment_kinds,
+                                st.sampled_from([0, -3, 7, -100_000])), max_size=8),
+       timestamps=st.booleans(), sack=st.booleans(), window_scaling=st.booleans())
+def test_a_time_wait_record_answers_as_the_connection_would(steps, timestamps, sack,
+                                                            window_scaling):
+    config = plain_config(timestamps=timestamps, sack=sack, window_scaling=window_scaling)
+    held_ep, recorded_ep, fin_seq = time_wait_pair(config)
+    key = (HERE, 80, PEER, 1000)
+    now, tsval = 0.2, 103
+    for delay, kind, ack_offset in steps:
+        our_next = sq.add(fin_seq, 4 + ack_offset)      # "bye" and the FIN, or not quite
+        now += delay
+        tsval += 1
+        ts = (tsval if kind != "old timestamp" else 50, 0)
+        seq, flags, payload = {
+            "fin again": (1006, FIN | ACK, b""),
+            "data again": (1001, ACK, b"hello"),
+            "pure ack": (1007, ACK, b""),
+            "rst exact": (1007, RST, b""),
+            "rst in window": (1500, RST, b""),
+            "rst outside": (900_000_000, RST, b""),
+            "old syn": (500, SYN, b""),
+            "newer syn": (2_000_000, SYN, b""),
+            "old timestamp": (1006, FIN | ACK, b""),
+            "future data": (1007, ACK, b"late"),
+        }[kind]
+        segment = TcpRepr(1000, 80, seq, our_next if flags & ACK else 0, flags, 5000,
+                          payload=payload, mss=1000 if flags & SYN else None, timestamp=ts)
+        answers = []
+        for ep in (held_ep, recorded_ep):
+            ep.on_timer(now)
+            ep.segments_to_send(now)
+            ep.receive(PEER, HERE, segment, now)
+            answers.append((ep.segments_to_send(now), ep.in_time_wait(key), ep.poll_at(),
+                            ep.stats["time_wait_reopened"]))
+        assert answers[0] == answers[1], kind
+
+
+def test_a_time_wait_record_expires_and_a_late_segment_gets_a_reset():
+    held_ep, recorded_ep, fin_seq = time_wait_pair(plain_config(timestamps=True))
+    key = (HERE, 80, PEER, 1000)
+    assert recorded_ep.poll_at() == held_ep.poll_at() == 0.2 + 60.0
+    recorded_ep.on_timer(60.2)
+    assert not recorded_ep.in_time_wait(key) and recorded_ep.poll_at() is None
+    recorded_ep.receive(PEER, HERE, TcpRepr(1000, 80, 1006, sq.add(fin_seq, 4), FIN | ACK, 5000,
+                                            timestamp=(200, 0)), 61.0)
+    [(_, _, rst)] = recorded_ep.segments_to_send(61.0)
+    assert rst.flags == RST
+
+
+def test_a_tuple_in_time_wait_is_not_reused_by_connect():
+    _, recorded_ep, _ = time_wait_pair(plain_config(timestamps=True))
+    with pytest.raises(LocalProtocolError, match="already exists"):
+        recorded_ep.connect(HERE, PEER, 1000, 1.0, local_port=80)
+    assert recorded_ep.free_port(HERE) != 80
+
+
+def test_a_recorded_connection_is_left_to_the_garbage():
+    ep = endpoint()
+    listener = ep.listen(None, 80)
+    handshake(ep, PEER, 1000)
+    conn = listener.accept()
+    conn.close()
+    ep.release(conn)                 # as the trio front end does when its stream closes
+    ep.touch(conn)
+    [(_, _, fin)] = ep.segments_to_send(0.0)
+    ep.receive(PEER, HERE, seg(1000, 80, 1001, sq.add(fin.seq, 1), FIN | ACK), 0.1)
+    ep.segments_to_send(0.1)
+    ep.take_touched()
+    assert conn.state is State.CLOSED and ep.in_time_wait(conn.key)
+    assert ep.poll_at() == 0.1 + 60.0              # the record's; the FIN's RTO is gone
+    assert [r for r in gc.get_referrers(conn) if not isinstance(r, types.FrameType)] == []
+
+
+def test_records_count_against_the_time_wait_cap():
+    ep = Endpoint(config=plain_config(), isn=IsnGenerator(b"k" * 32), seed=7, max_time_wait=2)
+    listener = ep.listen(None, 80)
+    for port in (1000, 1001, 1002):
+        ep.release(closed_from_here(ep, listener, port, now=0.1))
+        ep.segments_to_send(0.1)
+    assert ep.stats["time_wait_recorded"] == 3 and ep.stats["time_wait_dropped"] == 1
+    assert [ep.in_time_wait((HERE, 80, PEER, p)) for p in (1000, 1001, 1002)] == [
+        False, True, True]
 
 
 def test_time_wait_is_capped_and_the_oldest_is_forgotten_first():
