@@ -142,8 +142,9 @@ class Endpoint:
         return key in self._time_wait
 
     def release(self, conn: Connection) -> None:
-        """The application is done with ``conn`` and will not look at it again: in
-        TIME-WAIT it may be kept as a compact record (see the module's docstring)."""
+        """The application is done with ``conn``: once in TIME-WAIT (and owing
+        nothing but the wait) it is kept as a compact record, see the module's
+        docstring, and ``conn`` itself goes to CLOSED."""
         conn.released = True
         if conn.state is TIME_WAIT:
             self.touch(conn)            # recorded once what it owes is sent
@@ -167,7 +168,7 @@ class Endpoint:
         conn = self.connections.get(key)
         if conn is None:
             record = self._time_wait.get(key)
-            if record is not None:
+            if isinstance(record, tuple):       # (a connection there is in the table too)
                 conn = self._resume_time_wait(key, record, now)
         if conn is not None and conn.state is TIME_WAIT and self._reopens(conn, seg):
             self.stats["time_wait_reopened"] += 1
@@ -365,11 +366,9 @@ class Endpoint:
         self.stats["time_wait_recorded"] += 1
         return True
 
-    def _resume_time_wait(self, key: tuple, held: Connection | tuple, now: float) -> Connection:
+    def _resume_time_wait(self, key: tuple, record: tuple, now: float) -> Connection:
         """The connection behind a TIME-WAIT record, for a segment that arrived for it."""
-        if isinstance(held, Connection):
-            return held
-        conn = Connection.from_time_wait_record(held, now=now, config=self.config,
+        conn = Connection.from_time_wait_record(record, now=now, config=self.config,
                                                 ipv6=key[0].version == 6)
         conn.key = key
         self.connections[key] = conn

@@ -343,7 +343,11 @@ async def test_linux_client_reopens_a_port_utcp_holds_in_time_wait():
         f"answer to request {i}" for i in range(count)]
     # Each SYN after the first met a TIME-WAIT and reopened it: a refused one would
     # have drawn the client's RST, and its retransmission would find no tuple.
-    assert TcpLayer.of(host).endpoint.stats["time_wait_reopened"] == count - 1
+    stats = TcpLayer.of(host).endpoint.stats
+    assert stats["time_wait_reopened"] == count - 1
+    # The streams were closed, so each tuple waited as a record, made a connection
+    # again by the SYN that reopened it.
+    assert stats["time_wait_resumed"] == count - 1
     assert all(c.stats["rst_in"] == 0 for c in served)
 
 
