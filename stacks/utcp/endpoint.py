@@ -358,11 +358,6 @@ class Endpoint:
             # Entries of records since resumed, reopened or forgotten: keep only live ones.
             timers[:] = [entry for entry in timers if self._time_wait.get(entry[2]) is entry[3]]
             heapq.heapify(timers)
-        if len(self._timers) > 2 * len(self._scheduled) + 64:
-            # Superseded entries would keep recorded connections alive until their time.
-            self._timers[:] = [entry for entry in self._timers
-                               if self._scheduled.get(entry[2]) == entry[0]]
-            heapq.heapify(self._timers)
         self.stats["time_wait_recorded"] += 1
         return True
 
@@ -400,7 +395,13 @@ class Endpoint:
         filed = self._scheduled.get(conn)
         if filed is None or deadline < filed:
             self._scheduled[conn] = deadline
-            heapq.heappush(self._timers, (deadline, next(self._tiebreak), conn))
+            timers = self._timers
+            heapq.heappush(timers, (deadline, next(self._tiebreak), conn))
+            if len(timers) > 2 * len(self._scheduled) + 64:
+                # Superseded entries: each keeps its connection alive until its time,
+                # a recorded TIME-WAIT one included.  Keep the live ones only.
+                timers[:] = [entry for entry in timers if self._scheduled.get(entry[2]) == entry[0]]
+                heapq.heapify(timers)
 
     def _settle_top(self) -> None:
         """Make the heap's first entry the true earliest deadline: drop entries
