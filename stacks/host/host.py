@@ -924,7 +924,10 @@ class Host:
                                 error, self._deferred_error = self._deferred_error, None
                                 raise error
                             received = self.step(self._clock())
-                            if received >= self.rx_batch or self._woken:
+                            # After frames, look again once the woken tasks have run
+                            # before arming the fd: under load more have come by then,
+                            # and an empty look costs less than an epoll wakeup.
+                            if received or self._woken:
                                 await trio.lowlevel.checkpoint()
                                 continue
                             deadline = self.poll_at()
