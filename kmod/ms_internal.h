@@ -84,6 +84,9 @@ struct ms_iface {
 	struct list_head ports;			/* rtnl */
 	struct ms_pcpu_stats __percpu *stats;
 	struct hlist_head table[MS_HASH_SIZE];	/* RCU; writers rtnl */
+	int nwild;				/* wildcard registrations;
+						 * rtnl writes, the packet
+						 * paths READ_ONCE it */
 };
 
 /* pages TX skbs are carved from (ms_tx.c), recycled per port */
@@ -180,6 +183,8 @@ __poll_t ms_port_poll_mask(struct ms_port *port, __poll_t events);
 /* ms_table.c */
 struct ms_reg *ms_table_lookup(struct ms_iface *iface,
 			       const struct ms_key *key);
+struct ms_reg *ms_table_owner(struct ms_iface *iface, struct net_device *dev,
+			      const struct ms_key *key);
 int ms_register(struct ms_port *port, const struct ms_reg_req *req);
 int ms_unregister(struct ms_port *port, const struct ms_reg_req *req);
 void ms_port_unhash_all(struct ms_port *port, struct list_head *out);

@@ -13,7 +13,8 @@
  *     and non-TCP/UDP frames, IP fragments and malformed frames are passed
  *     to the OS stack untouched (RX_HANDLER_PASS) and counted.
  *   - A well-formed TCP/UDP frame whose destination tuple is registered
- *     is copied whole (from the Ethernet header) into the owning port's RX
+ *     (exactly, or as the wildcard of its port while the destination address
+ *     is on the interface: ms_table_owner) is copied whole (from the Ethernet header) into the owning port's RX
  *     ring and consumed.  Ring full, frame larger than the port's buffers
  *     or a corrupted slot: dropped, counted, consumed.  So is a frame whose
  *     data cannot be copied (counted rx_malformed; the skb's own lengths
@@ -184,7 +185,7 @@ static struct ms_port *ms_rx_match(struct ms_iface *iface, struct sk_buff *skb,
 	key.family = cls.family;
 	key.proto = cls.proto;
 	key.port = cls.dst_port;
-	reg = ms_table_lookup(iface, &key);
+	reg = ms_table_owner(iface, skb->dev, &key);
 	if (!reg)
 		return NULL;
 	return reg->port;

@@ -4,8 +4,8 @@
  * register / unregister ioctls (proof of ownership by socket).
  *
  * Context and locking (see ms_internal.h):
- *   ms_table_lookup    any context inside rcu_read_lock (softirq RX path,
- *                      TX sync); or with rtnl held.
+ *   ms_table_lookup,   any context inside rcu_read_lock (softirq RX path,
+ *   ms_table_owner     TX sync); or with rtnl held.
  *   ms_register, ms_unregister  process context; take rtnl.
  *   ms_port_unhash_all rtnl held; moves the port's registrations to `out`
  *                      after hlist_del_rcu; the caller must wait for a
@@ -13,7 +13,10 @@
  *                      ms_regs_free (process context, may fput).
  *
  * The table is keyed by (family, proto, addr, port) hashed with jhash2 and
- * a per-interface random seed.
+ * a per-interface random seed.  An all-zero address is a wildcard
+ * registration: the port owns (proto, port) on every address configured on
+ * the interface, now or later, except where a registration of that exact
+ * address exists (the specific one wins, as in the OS's socket lookup).
  */
 #include <linux/kernel.h>
 #include <linux/slab.h>
@@ -42,6 +45,11 @@ static bool ms_key_eq(const struct ms_key *a, const struct ms_key *b)
 	return !memcmp(a, b, sizeof(*a));
 }
 
+static bool ms_key_is_wild(const struct ms_key *key)
+{
+	return !memchr_inv(key->addr, 0, sizeof(key->addr));
+}
+
 struct ms_reg *ms_table_lookup(struct ms_iface *iface,
 			       const struct ms_key *key)
 {
@@ -52,6 +60,64 @@ struct ms_reg *ms_table_lookup(struct ms_iface *iface,
 		if (ms_key_eq(&reg->key, key))
 			return reg;
 	return NULL;
+}
+
+/* Is the address configured on dev?  Any context: takes rcu_read_lock. */
+static bool ms_addr_on_dev(struct net_device *dev, u8 family, const u8 *addr)
+{
+	const struct in_ifaddr *ifa;
+	struct in_device *in_dev;
+	bool found = false;
+	__be32 a;
+
+	if (family == MS_FAMILY_INET6)
+		return ipv6_chk_addr(dev_net(dev), (const struct in6_addr *)addr,
+				     dev, 1);
+	memcpy(&a, addr, 4);
+	rcu_read_lock();
+	in_dev = __in_dev_get_rcu(dev);
+	if (in_dev) {
+		in_dev_for_each_ifa_rcu(ifa, in_dev) {
+			if (ifa->ifa_local == a) {
+				found = true;
+				break;
+			}
+		}
+	}
+	rcu_read_unlock();
+	return found;
+}
+
+/*
+ * The registration owning key's tuple on dev: the exact one, else the
+ * wildcard of its protocol and port if key's address is configured on dev.
+ * Same context as ms_table_lookup.
+ */
+struct ms_reg *ms_table_owner(struct ms_iface *iface, struct net_device *dev,
+			      const struct ms_key *key)
+{
+	struct ms_reg *reg;
+	struct ms_key wild;
+
+	if (ms_key_is_wild(key))
+		return NULL;	/* no frame is to or from the unspecified address */
+	reg = ms_table_lookup(iface, key);
+	if (reg || !READ_ONCE(iface->nwild))
+		return reg;
+	wild = *key;
+	memset(wild.addr, 0, sizeof(wild.addr));
+	reg = ms_table_lookup(iface, &wild);
+	if (reg && !ms_addr_on_dev(dev, key->family, key->addr))
+		return NULL;
+	return reg;
+}
+
+/* rtnl held: a wildcard registration entered or left the table */
+static void ms_count_wild(struct ms_iface *iface, const struct ms_key *key,
+			  int delta)
+{
+	if (ms_key_is_wild(key))
+		WRITE_ONCE(iface->nwild, iface->nwild + delta);
 }
 
 /* Checks and converts a request's tuple; 0 or a negative errno. */
@@ -70,8 +136,7 @@ static int ms_req_key(const struct ms_reg_req *req, struct ms_key *key)
 		if (memchr_inv(req->addr + 4, 0, 12))
 			return -EINVAL;
 		memcpy(&a, req->addr, 4);
-		if (ipv4_is_zeronet(a) || ipv4_is_multicast(a) ||
-		    ipv4_is_lbcast(a))
+		if (ipv4_is_multicast(a) || ipv4_is_lbcast(a))
 			return -EINVAL;
 	} else {
 		struct in6_addr a;
@@ -79,8 +144,7 @@ static int ms_req_key(const struct ms_reg_req *req, struct ms_key *key)
 
 		memcpy(&a, req->addr, 16);
 		t = ipv6_addr_type(&a);
-		if (t == IPV6_ADDR_ANY || (t & IPV6_ADDR_MULTICAST) ||
-		    (t & IPV6_ADDR_MAPPED))
+		if ((t & IPV6_ADDR_MULTICAST) || (t & IPV6_ADDR_MAPPED))
 			return -EINVAL;
 	}
 	memcpy(key->addr, req->addr, 16);
@@ -118,26 +182,6 @@ static int ms_check_socket(struct socket *sock, const struct ms_key *key,
 	return 0;
 }
 
-/* rtnl held: is the address configured on dev? */
-static bool ms_addr_on_dev(struct net_device *dev, const struct ms_key *key)
-{
-	if (key->family == MS_FAMILY_INET) {
-		struct in_device *in_dev = __in_dev_get_rtnl(dev);
-		const struct in_ifaddr *ifa;
-		__be32 a;
-
-		if (!in_dev)
-			return false;
-		memcpy(&a, key->addr, 4);
-		in_dev_for_each_ifa_rtnl(ifa, in_dev)
-			if (ifa->ifa_local == a)
-				return true;
-		return false;
-	}
-	return ipv6_chk_addr(dev_net(dev), (const struct in6_addr *)key->addr,
-			     dev, 1);
-}
-
 int ms_register(struct ms_port *port, const struct ms_reg_req *req)
 {
 	struct ms_iface *iface = port->iface;
@@ -168,7 +212,8 @@ int ms_register(struct ms_port *port, const struct ms_reg_req *req)
 	err = ms_check_socket(sock, &key, dev_net(dev));
 	if (err)
 		goto err_unlock;
-	if (!ms_addr_on_dev(dev, &key)) {
+	if (!ms_key_is_wild(&key) &&
+	    !ms_addr_on_dev(dev, key.family, key.addr)) {
 		err = -EADDRNOTAVAIL;
 		goto err_unlock;
 	}
@@ -187,6 +232,7 @@ int ms_register(struct ms_port *port, const struct ms_reg_req *req)
 	port->nregs++;
 	atomic_inc(&ms_live_regs);
 	hlist_add_head_rcu(&reg->hnode, &iface->table[ms_key_hash(iface, &key)]);
+	ms_count_wild(iface, &key, 1);
 	rtnl_unlock();
 	return 0;
 
@@ -218,6 +264,7 @@ int ms_unregister(struct ms_port *port, const struct ms_reg_req *req)
 		return -ENOENT;
 	}
 	hlist_del_rcu(&reg->hnode);
+	ms_count_wild(port->iface, &key, -1);
 	list_del(&reg->pnode);
 	port->nregs--;
 	rtnl_unlock();
@@ -233,8 +280,10 @@ void ms_port_unhash_all(struct ms_port *port, struct list_head *out)
 	struct ms_reg *reg;
 
 	ASSERT_RTNL();
-	list_for_each_entry(reg, &port->regs, pnode)
+	list_for_each_entry(reg, &port->regs, pnode) {
 		hlist_del_rcu(&reg->hnode);
+		ms_count_wild(port->iface, &reg->key, -1);
+	}
 	list_splice_tail_init(&port->regs, out);
 	port->nregs = 0;
 }

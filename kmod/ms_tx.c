@@ -342,7 +342,7 @@ static void ms_tx_burst(struct ms_tx_ctx *c, u32 first, u32 n)
 	/* ownership: the source tuple must be registered to this port */
 	rcu_read_lock();
 	for (i = 0, j = 0; i < k; i++) {
-		reg = ms_table_lookup(port->iface, ms_tx_key(skbs[i]));
+		reg = ms_table_owner(port->iface, c->dev, ms_tx_key(skbs[i]));
 		if (reg && reg->port == port) {
 			skbs[j++] = skbs[i];
 			continue;

@@ -685,7 +685,9 @@ class KernelPort(Port):
                  sock: socket.socket | int) -> None:
         """Claim (proto, address, port), proving ownership with ``sock`` (a
         socket or a descriptor) bound to that port on that address or the
-        wildcard.  The module keeps a reference on the socket."""
+        wildcard.  The unspecified address ("0.0.0.0", "::") claims the port
+        on every address of the interface, and needs a wildcard-bound socket.
+        The module keeps a reference on the socket."""
         self._check_open()
         family, packed = self._parse_addr(address)
         number = _proto_number(proto)
@@ -711,6 +713,10 @@ class KernelPort(Port):
     def claim(self, proto: str, address: str, port: int) -> socket.socket:
         """Create a socket bound to (address, port), register it, return it.
 
+        ``address`` "0.0.0.0" or "::" claims the port on every address the
+        interface has, now or later (a registration of one of those
+        addresses by another port takes precedence there).
+
         ``port`` 0 picks a free port (read it with ``sock.getsockname()``).
         The caller keeps the socket open for as long as it holds the tuple;
         closing the port releases the registration (and the module's
@@ -728,6 +734,9 @@ class KernelPort(Port):
         try:
             host = address.split("%")[0]
             if af == socket.AF_INET6:
+                if ipaddress.ip_address(host).is_unspecified:
+                    # Hold the IPv6 port only, as the registration claims only IPv6.
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 scope = self.ifindex if ipaddress.ip_address(host).is_link_local else 0
                 sock.bind((host, port, 0, scope))
             else:

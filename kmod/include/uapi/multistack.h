@@ -33,7 +33,11 @@
  *   3. mem = mmap(NULL, mem_size, PROT_READ|PROT_WRITE, MAP_SHARED, fd, 0).
  *      Length must be exactly mem_size and offset 0 (EINVAL otherwise).
  *   4. ioctl(fd, MS_IOC_REGISTER, &ms_reg_req) for every 3-tuple, proving
- *      ownership with a socket bound to it.
+ *      ownership with a socket bound to it.  The unspecified address
+ *      (0.0.0.0, ::) registers the wildcard: the port on every address the
+ *      interface has, now or later, proven by a wildcard-bound socket.  On
+ *      an address another port registered itself, that registration wins
+ *      (RX and TX), as the most specific socket does in the OS's lookup.
  *   5. RX: poll(fd, POLLIN) / MS_IOC_RXSYNC, read slots [head, tail) of the
  *      RX ring, advance head (and cur) past the consumed slots.
  *      TX: fill slots [head, tail) of the TX ring, advance head (and cur),
@@ -71,7 +75,7 @@
  *                   [MS_MIN_BUF_SIZE, MS_MAX_BUF_SIZE] or smaller than the
  *                   interface's MTU + 18, total memory > MS_MAX_MEM,
  *                   IPv4 addr with nonzero addr[4..15], port 0, or a
- *                   multicast/unspecified address; mmap with wrong length /
+ *                   multicast, broadcast or v4-mapped address; mmap with wrong length /
  *                   offset / without MAP_SHARED; MS_IOC_PORT_BIND on an fd
  *                   that already is a port.
  *   EPERM           ATTACH/DETACH without CAP_NET_ADMIN in the caller's
@@ -103,7 +107,8 @@
  *                   holds the port).
  *   EACCES          REGISTER: the socket is not bound to that port on that
  *                   address or the wildcard (includes unbound sockets and
- *                   sockets of another network namespace).
+ *                   sockets of another network namespace); a wildcard
+ *                   registration needs a wildcard-bound socket.
  *   EADDRNOTAVAIL   REGISTER: the address is not configured on the port's
  *                   interface (IPv6: also while still tentative/DAD).
  *   EADDRINUSE      REGISTER: the 3-tuple is already registered on this
