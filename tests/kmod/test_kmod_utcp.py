@@ -33,6 +33,7 @@ import trio
 
 from stacks.apps import http_server
 from stacks.utcp import TcpConfig
+from stacks.utcp.trio_api import open_tcp_listener
 from utcp_fixtures import (ACK, PSH, RST, SYN, Topology, fd_room, in_peer, netem, netem_stats,
                            pattern, pattern_sha256, recv_all_sha, send_pattern, tcp_frame,
                            trio_test, utcp_stack)
@@ -75,6 +76,26 @@ async def test_curl_fetches_from_the_utcp_http_server(topo, family, size):
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout.split()[0].decode() == pattern_sha256(size)
     assert port_stats.tx_dropped == 0, port_stats     # every UTCP frame passed the TX check
+
+
+@trio_test(300)
+async def test_curl_fetches_from_a_utcp_server_on_wildcard_registrations(topo):
+    async with utcp_stack(topo) as stack:
+        stack.claim(81, "0.0.0.0")
+        stack.claim(81, "::")
+        listener = await open_tcp_listener(stack.host, None, 81)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(http_server.serve, [listener])
+            fetched = [await in_peer(topo, "sh", "-c", f"curl -sS --max-time 100 {url} | sha256sum",
+                                     timeout=120)
+                       for url in (f"http://{topo.a4}:81/bytes/5000",
+                                   f"http://[{topo.a6}]:81/bytes/6000")]
+            nursery.cancel_scope.cancel()
+        port_stats = stack.port.stats()
+    for done, size in zip(fetched, (5000, 6000)):
+        assert done.returncode == 0, done.stderr.decode()
+        assert done.stdout.split()[0].decode() == pattern_sha256(size)
+    assert port_stats.tx_dropped == 0, port_stats
 
 
 # ---------------------------------------------------------------- Linux client -> UTCP server
