@@ -52,10 +52,12 @@ def _payload(rnd, ctype, topo, socks):
     if ctype == "struct ms_reg_req":
         buf.family = rnd.choice([2, 10, 0, 99, rnd.getrandbits(8)])
         buf.proto = rnd.choice([6, 17, 0, 132, rnd.getrandbits(8)])
-        buf.port = rnd.getrandbits(16)
+        # Often a proving socket's own port, so that some requests succeed.
+        buf.port = rnd.choice([rnd.getrandbits(16)] + [s.getsockname()[1] for s in socks])
         buf.sockfd = rnd.choice([s.fileno() for s in socks] + [-1, 0, 1, 2, 4096,
                                                                 rnd.getrandbits(31)])
         addr = rnd.choice([socket.inet_aton(topo.a4), socket.inet_pton(socket.AF_INET6, topo.a6),
+                           bytes(16),       # the wildcard, of either family
                            bytes(rnd.getrandbits(8) for _ in range(16))])
         buf.addr = addr.ljust(16, b"\0")
     if rnd.random() < 0.1 and ctype != "struct ms_stats":
@@ -75,9 +77,10 @@ def _new_port(topo):
 def test_random_ioctls(topo):
     rnd = random.Random(SEED)
     socks = []
-    for kind, proto in ((socket.SOCK_DGRAM, 0), (socket.SOCK_STREAM, 0)):
-        s = topo.track(socket.socket(socket.AF_INET, kind, proto))
-        s.bind((topo.a4, 0))
+    for kind, address in ((socket.SOCK_DGRAM, topo.a4), (socket.SOCK_STREAM, topo.a4),
+                          (socket.SOCK_DGRAM, "0.0.0.0")):
+        s = topo.track(socket.socket(socket.AF_INET, kind))
+        s.bind((address, 0))
         socks.append(s)
     ports = [_new_port(topo) for _ in range(2)]
     unbound = os.open("/dev/multistack", os.O_RDWR)
