@@ -99,11 +99,11 @@ struct ms_reg *ms_table_owner(struct ms_iface *iface, struct net_device *dev,
 	struct ms_reg *reg;
 	struct ms_key wild;
 
-	if (ms_key_is_wild(key))
-		return NULL;	/* no frame is to or from the unspecified address */
 	reg = ms_table_lookup(iface, key);
-	if (reg || !READ_ONCE(iface->nwild))
-		return reg;
+	if (reg)	/* no frame is to or from the unspecified address */
+		return ms_key_is_wild(key) ? NULL : reg;
+	if (!READ_ONCE(iface->nwild))
+		return NULL;
 	wild = *key;
 	memset(wild.addr, 0, sizeof(wild.addr));
 	reg = ms_table_lookup(iface, &wild);

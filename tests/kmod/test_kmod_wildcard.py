@@ -91,10 +91,11 @@ def test_a_frame_for_an_address_not_on_the_interface_goes_to_the_os(topo):
     before = kernel.interface_stats(topo.if_a)["rx_passed"]
     raw = topo.track(ku.peer_raw_sender())
     raw.send(ku.frame(topo.mac_b, topo.mac_a, UDP, topo.b4, ELSEWHERE, 9000, 8420, b"not-ours"))
+    raw.send(ku.frame(topo.mac_b, topo.mac_a, UDP, topo.b4, "0.0.0.0", 9000, 8420, b"zero"))
     raw.send(ku.frame(topo.mac_b, topo.mac_a, UDP, topo.b4, topo.a4, 9000, 8420, b"ours"))
     assert [ku.parse(f)["payload"] for f in ku.wait_frames(p, 1)] == [b"ours"]
     assert ku.quiet_for(p) == []
-    assert kernel.interface_stats(topo.if_a)["rx_passed"] >= before + 1
+    assert kernel.interface_stats(topo.if_a)["rx_passed"] >= before + 2
 
 
 def test_an_address_registered_by_another_port_wins_over_the_wildcard(topo):
