@@ -271,6 +271,11 @@ class Connection:
         self._transition(Ev.TIME_WAIT_EXPIRED)
         return record
 
+    @staticmethod
+    def reopen_state_of_record(record: tuple) -> tuple[bool, int | None, int]:
+        """(ts_ok, ts_recent, rcv_nxt) of a TIME-WAIT record: what judges a new SYN."""
+        return record[9], record[10], record[5]
+
     @classmethod
     def from_time_wait_record(cls, record: tuple, *, now: float, config: TcpConfig,
                               ipv6: bool = False) -> Connection:

@@ -47,6 +47,16 @@ EPHEMERAL_PORTS = range(49152, 65536)
 MAX_TIME_WAIT = 32768
 
 
+def _reopens(seg: TcpRepr, ts_ok: bool, ts_recent: int | None, rcv_nxt: int) -> bool:
+    """Does a SYN for a tuple in TIME-WAIT open a new connection there?  By a newer
+    timestamp (RFC 6191), else by a sequence number beyond the old connection's."""
+    if seg.flags & (TcpFlags.SYN | TcpFlags.ACK | TcpFlags.RST) != TcpFlags.SYN:
+        return False
+    if ts_ok and seg.timestamp is not None and ts_recent is not None:
+        return sq.gt(seg.timestamp[0], ts_recent)
+    return sq.gt(seg.seq, sq.wrap(rcv_nxt))
+
+
 class Endpoint:
     def __init__(self, *, config: TcpConfig | None = None, isn: IsnGenerator | None = None,
                  seed: int | None = None, path_mtu: Callable[[object], int] | None = None,
@@ -169,8 +179,13 @@ class Endpoint:
         if conn is None:
             record = self._time_wait.get(key)
             if isinstance(record, tuple):       # (a connection there is in the table too)
-                conn = self._resume_time_wait(key, record, now)
-        if conn is not None and conn.state is TIME_WAIT and self._reopens(conn, seg):
+                # A SYN that reopens the tuple is judged by the record alone.
+                if _reopens(seg, *Connection.reopen_state_of_record(record)):
+                    self.stats["time_wait_reopened"] += 1
+                    self._forget_time_wait(key)
+                else:
+                    conn = self._resume_time_wait(key, record, now)
+        elif conn.state is TIME_WAIT and _reopens(seg, conn.ts_ok, conn.ts_recent, conn.rcv_nxt):
             self.stats["time_wait_reopened"] += 1
             self._forget_time_wait(key)
             conn = None
@@ -196,13 +211,6 @@ class Endpoint:
         if listener is None:
             self._reset_for(src, dst, seg)
         return None
-
-    def _reopens(self, conn: Connection, seg: TcpRepr) -> bool:
-        if seg.flags & (TcpFlags.SYN | TcpFlags.ACK | TcpFlags.RST) != TcpFlags.SYN:
-            return False
-        if conn.ts_ok and seg.timestamp is not None and conn.ts_recent is not None:
-            return sq.gt(seg.timestamp[0], conn.ts_recent)
-        return sq.gt(seg.seq, sq.wrap(conn.rcv_nxt))
 
     def _open_passive(self, listener: Listener, key, src, dst, seg: TcpRepr,
                       now: float) -> Connection | None:
