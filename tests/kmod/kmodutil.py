@@ -226,6 +226,12 @@ def parse(fr: bytes) -> dict | None:
 
 # -- ports --------------------------------------------------------------------
 
+def send_frames(port, frames: list[bytes]) -> None:
+    """Queue every frame on a KernelPort's TX ring and sync (the checks run then)."""
+    assert port.send_batch(frames) == len(frames)
+    port.sync()
+
+
 def wait_frames(port, count: int, timeout: float = 5.0, max_frames: int = 256) -> list[bytes]:
     """Receive (copies of) frames from a KernelPort until ``count`` arrived
     or ``timeout`` passed."""

@@ -33,21 +33,16 @@ def _marked(frames):
     return [f for f in frames if MARK in f]
 
 
-def _send(port, frames):
-    assert port.send_batch(frames) == len(frames)
-    port.sync()
-
-
 def test_owned_tuple_is_sent(tx_setup):
     topo, p, _, rx, sniff = tx_setup
     fr = ku.frame(topo.mac_a, topo.mac_b, UDP, topo.a4, topo.b4, 7500, 7502, MARK + b"ok")
-    _send(p, [fr, fr])
+    ku.send_frames(p, [fr, fr])
     got = ku.drain(rx, 1.0)
     assert got == [MARK + b"ok"] * 2
     assert p.stats().tx_frames == 2 and p.stats().tx_bytes == 2 * len(fr)
     tcp = ku.frame(topo.mac_a, topo.mac_b, TCP, topo.a4, topo.b4, 7600, 7602, MARK + b"t",
                    tcp_flags=0x10)
-    _send(p, [tcp])
+    ku.send_frames(p, [tcp])
     seen = _marked(ku.drain(sniff, 0.5))
     assert any(ku.parse(f)["proto"] == TCP for f in seen)
 
@@ -117,7 +112,7 @@ def test_rejected_and_counted_by_reason(tx_setup, reason):
     topo, p, q, rx, sniff = tx_setup
     fr, counter = _bad_frame(reason, topo)
     before, before_if = p.raw_stats()
-    _send(p, [fr])
+    ku.send_frames(p, [fr])
     after, after_if = p.raw_stats()
     assert after[counter] == before[counter] + 1, {
         k: after[k] - before[k] for k in after if after[k] != before[k]}
@@ -128,7 +123,7 @@ def test_rejected_and_counted_by_reason(tx_setup, reason):
     assert after_if[counter] == before_if[counter] + 1
     assert after_if["tx_sent"] == before_if["tx_sent"]
     good = ku.frame(topo.mac_a, topo.mac_b, UDP, topo.a4, topo.b4, 7500, 7502, b"after")
-    _send(p, [good])
+    ku.send_frames(p, [good])
     assert ku.drain(rx, 1.0) == [b"after"]
 
 
@@ -139,7 +134,7 @@ def test_random_bytes_are_rejected(tx_setup):
     frames = [MARK + bytes(rnd.getrandbits(8) for _ in range(rnd.randrange(1, 1600)))
               for _ in range(50)]
     before = p.stats()
-    _send(p, frames)
+    ku.send_frames(p, frames)
     after = p.stats()
     assert after.tx_frames == before.tx_frames
     assert after.tx_dropped == before.tx_dropped + 50
@@ -149,9 +144,9 @@ def test_random_bytes_are_rejected(tx_setup):
 def test_other_ports_tuple_is_refused_but_its_owner_may_send(tx_setup):
     topo, p, q, rx, _ = tx_setup
     fr = ku.frame(topo.mac_a, topo.mac_b, UDP, topo.a4, topo.b4, 7501, 7502, b"q-owns")
-    _send(p, [fr])
+    ku.send_frames(p, [fr])
     assert ku.drain(rx, 0.3) == []
-    _send(q, [fr])
+    ku.send_frames(q, [fr])
     assert ku.drain(rx, 1.0) == [b"q-owns"]
     assert p.raw_stats()[0]["tx_rej_other_port"] == 1
     assert q.raw_stats()[0]["tx_sent"] == 1
@@ -180,7 +175,7 @@ def test_slot_longer_than_its_buffer_is_refused(tx_setup):
 def test_batch_of_mixed_frames(tx_setup):
     topo, p, _, rx, _ = tx_setup
     frames, expect, good = _mixed_batch(topo, 7500, 7502)
-    _send(p, frames)
+    ku.send_frames(p, frames)
     st = p.raw_stats()[0]
     for counter, n in expect.items():
         assert st[counter] == n, counter
@@ -196,7 +191,7 @@ def test_ipv6_tx_rules(tx_setup):
     topo.track(p.claim("udp", topo.a6, 7500))
     good = ku.frame(topo.mac_a, topo.mac_b, UDP, topo.a6, topo.b6, 7500, 7502, b"v6-ok")
     bad = ku.frame(topo.mac_a, topo.mac_b, UDP, topo.a6, topo.b6, 7503, 7502, b"v6-bad")
-    _send(p, [good, bad])
+    ku.send_frames(p, [good, bad])
     assert ku.drain(rx6, 1.0) == [b"v6-ok"]
     assert p.raw_stats()[0]["tx_rej_not_owned"] == 1
 
@@ -215,7 +210,7 @@ def test_tx_pages_are_shown_in_proc_and_bounded(tx_setup):
     page = os.sysconf("SC_PAGE_SIZE") << 3
     assert _proc_port(p)["mem"] == p.mem_size
     assert _proc_port(p)["txmem"] == 0 and _proc_port(q)["txmem"] == 0
-    _send(p, [ku.frame(topo.mac_a, topo.mac_b, UDP, topo.a4, topo.b4, 7500, 7502,
+    ku.send_frames(p, [ku.frame(topo.mac_a, topo.mac_b, UDP, topo.a4, topo.b4, 7500, 7502,
                        MARK + b"one")])
     assert _proc_port(p)["txmem"] == page and _proc_port(q)["txmem"] == 0
     # 1514-byte frames: under 20 per page, so 600 cycle through all four
@@ -224,7 +219,7 @@ def test_tx_pages_are_shown_in_proc_and_bounded(tx_setup):
                    MARK + b"b" * (1472 - len(MARK)))
     assert len(big) == 1514
     for _ in range(3):
-        _send(p, [big] * 200)
+        ku.send_frames(p, [big] * 200)
         assert _proc_port(p)["txmem"] <= 4 * page
     assert p.raw_stats()[0]["tx_sent"] == 601
     assert _proc_port(p)["txmem"] == 4 * page
@@ -254,7 +249,7 @@ def test_jumbo_frames_go_out_whole_beside_small_ones(topo, bypass):
     assert len(frames[0]) == 9014
     too_big = ku.frame(topo.mac_a, topo.mac_b, UDP, topo.a4, topo.b4, 7500, 7502,
                        b"x" * (9015 - headers))
-    _send(p, frames + [too_big])
+    ku.send_frames(p, frames + [too_big])
     assert ku.drain(rx, 1.0) == payloads
     st = p.raw_stats()[0]
     assert st["tx_sent"] == len(frames)

@@ -13,7 +13,7 @@ import pytest
 import kmodutil as ku
 from multistack import kernel
 from multistack._native import ffi, lib
-from test_kmod_tx import _mixed_batch, _send
+from test_kmod_tx import _mixed_batch
 
 UDP = socket.IPPROTO_UDP
 
@@ -69,7 +69,7 @@ def test_flag_is_reported_and_unknown_flags_are_einval(bypass_setup):
 def test_bypass_frames_go_out(bypass_setup):
     topo, _, b, rx = bypass_setup
     frames = _frames(topo, 7701, b"byp", 150)      # more than one burst of 64
-    _send(b, frames)
+    ku.send_frames(b, frames)
     got = ku.drain(rx, 1.5)
     assert sorted(got) == sorted(b"byp-%d" % i for i in range(150))
     st, ist = b.raw_stats()
@@ -83,7 +83,7 @@ def test_bypass_frames_go_out(bypass_setup):
 def test_bypass_counts_every_rejection(bypass_setup):
     topo, _, b, rx = bypass_setup
     frames, expect, good = _mixed_batch(topo, 7701, 7702, other_port_sport=7700)  # d owns 7700
-    _send(b, frames)
+    ku.send_frames(b, frames)
     st = b.raw_stats()[0]
     # the other bad frames carry sport 7500, registered nowhere here: each
     # fails its own check before ownership, so only its counter moves
@@ -98,7 +98,7 @@ def test_default_mode_goes_through_the_qdisc_and_bypass_does_not(bypass_setup):
     ku.sh(f"tc qdisc add dev {topo.if_a} root netem loss 100%")
     try:
         before = _netem_drops(topo.if_a)
-        _send(d, _frames(topo, 7700, b"def", 20))
+        ku.send_frames(d, _frames(topo, 7700, b"def", 20))
         assert ku.drain(rx, 0.5) == []
         # (>=: the OS's own ARP / neighbour discovery may be dropped too)
         assert _netem_drops(topo.if_a) - before >= 20
@@ -106,7 +106,7 @@ def test_default_mode_goes_through_the_qdisc_and_bypass_does_not(bypass_setup):
         assert d.raw_stats()[0]["tx_sent"] == 20
 
         before = _netem_drops(topo.if_a)
-        _send(b, _frames(topo, 7701, b"byp", 20))
+        ku.send_frames(b, _frames(topo, 7701, b"byp", 20))
         assert sorted(ku.drain(rx, 1.5)) == sorted(b"byp-%d" % i for i in range(20))
         assert _netem_drops(topo.if_a) - before < 20    # none of ours
         assert b.raw_stats()[0]["tx_sent"] == 20
@@ -128,11 +128,11 @@ def test_no_carrier_falls_back_to_dev_queue_xmit_and_is_counted(bypass_setup):
         # and is counted as sent or as an error by what it returns (on
         # Debian's 6.1 the deactivated qdisc drops them: tx_error); no
         # fallback, since no bypass was asked
-        _send(d, _frames(topo, 7700, b"def", 10))
+        ku.send_frames(d, _frames(topo, 7700, b"def", 10))
         sd = d.raw_stats()[0]
         assert sd["tx_sent"] + sd["tx_error"] == 10 and sd["tx_bypass_fallback"] == 0
 
-        _send(b, _frames(topo, 7701, b"byp", 70))   # two bursts
+        ku.send_frames(b, _frames(topo, 7701, b"byp", 70))   # two bursts
         sb, si = b.raw_stats()
         assert sb["tx_bypass_fallback"] == 70 and si["tx_bypass_fallback"] == 70
         # and each counted exactly like a default-mode frame
@@ -143,7 +143,7 @@ def test_no_carrier_falls_back_to_dev_queue_xmit_and_is_counted(bypass_setup):
     assert ku.drain(rx, 0.3) == []                  # nothing got through
 
     # carrier back: the driver takes them again, no more fallbacks
-    _send(b, _frames(topo, 7701, b"up", 5))
+    ku.send_frames(b, _frames(topo, 7701, b"up", 5))
     assert sorted(ku.drain(rx, 1.5)) == sorted(b"up-%d" % i for i in range(5))
     after = b.raw_stats()[0]
     assert after["tx_sent"] == sb["tx_sent"] + 5 and after["tx_bypass_fallback"] == 70

@@ -29,11 +29,6 @@ def _payloads(port, count):
     return sorted(ku.parse(f)["payload"] for f in ku.wait_frames(port, count))
 
 
-def _send(port, frames):
-    assert port.send_batch(frames) == len(frames)
-    port.sync()
-
-
 def test_wildcard_claim_is_registered_and_listed(topo):
     p = topo.port()
     s4 = topo.track(p.claim("udp", "0.0.0.0", 8400))
@@ -114,10 +109,10 @@ def test_an_address_registered_by_another_port_wins_over_the_wildcard(topo):
     rx.setblocking(False)
     as_a4 = ku.frame(topo.mac_a, topo.mac_b, UDP, topo.a4, topo.b4, 8430, 8431, b"w-as-a4")
     as_second = ku.frame(topo.mac_a, topo.mac_b, UDP, SECOND, topo.b4, 8430, 8431, b"w-2nd")
-    _send(wild, [as_a4, as_second])
+    ku.send_frames(wild, [as_a4, as_second])
     assert ku.drain(rx, 1.0) == [b"w-2nd"]
     assert wild.raw_stats()[0]["tx_rej_other_port"] == 1
-    _send(one, [as_a4])
+    ku.send_frames(one, [as_a4])
     assert ku.drain(rx, 1.0) == [b"w-as-a4"]
     # Once the address is let go, the wildcard takes it.
     one.unregister("udp", topo.a4, 8430)
@@ -137,13 +132,13 @@ def test_wildcard_sends_only_from_the_interfaces_addresses(topo):
     forged = ku.frame(topo.mac_a, topo.mac_b, UDP, ELSEWHERE, topo.b4, 8440, 8441, b"forged")
     unspecified = ku.frame(topo.mac_a, topo.mac_b, UDP, "0.0.0.0", topo.b4, 8440, 8441, b"zero")
     other_port = ku.frame(topo.mac_a, topo.mac_b, UDP, topo.a4, topo.b4, 8442, 8441, b"8442")
-    _send(p, good + [forged, unspecified, other_port])
+    ku.send_frames(p, good + [forged, unspecified, other_port])
     assert sorted(ku.drain(rx, 1.0)) == [b"from-" + topo.a4.encode(), b"from-" + SECOND.encode()]
     stats = p.raw_stats()[0]
     assert stats["tx_sent"] == 2 and stats["tx_rej_not_owned"] == 3
     # An address removed from the interface is no longer the port's.
     ku.sh(f"ip addr del {SECOND}/24 dev {topo.if_a}")
-    _send(p, good[1:])
+    ku.send_frames(p, good[1:])
     assert ku.drain(rx, 0.5) == []
     assert p.raw_stats()[0]["tx_rej_not_owned"] == 4
 
@@ -159,7 +154,7 @@ def test_ipv6_wildcard(topo):
     rx = topo.peer(socket.AF_INET6)
     rx.bind((topo.b6, 8451))
     rx.setblocking(False)
-    _send(p, [ku.frame(topo.mac_a, topo.mac_b, UDP, topo.a6, topo.b6, 8450, 8451, b"out6"),
+    ku.send_frames(p, [ku.frame(topo.mac_a, topo.mac_b, UDP, topo.a6, topo.b6, 8450, 8451, b"out6"),
               ku.frame(topo.mac_a, topo.mac_b, UDP, "fd77::99", topo.b6, 8450, 8451, b"forged")])
     assert ku.drain(rx, 1.0) == [b"out6"]
     assert p.raw_stats()[0]["tx_rej_not_owned"] == 1
