@@ -13,9 +13,9 @@
  *     and non-TCP/UDP frames, IP fragments and malformed frames are passed
  *     to the OS stack untouched (RX_HANDLER_PASS) and counted.
  *   - A well-formed TCP/UDP frame whose destination tuple is registered
- *     (exactly, or as the wildcard of its port while the destination address
- *     is on the interface: ms_table_owner) is copied whole (from the Ethernet header) into the owning port's RX
- *     ring and consumed.  Ring full, frame larger than the port's buffers
+ *     (exactly, or as the wildcard of its port while the destination
+ *     address is on the interface: ms_table_owner) is copied whole (from
+ *     the Ethernet header) into the owning port's RX ring and consumed.  Ring full, frame larger than the port's buffers
  *     or a corrupted slot: dropped, counted, consumed.  So is a frame whose
  *     data cannot be copied (counted rx_malformed; the skb's own lengths
  *     make this unreachable in practice).

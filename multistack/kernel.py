@@ -734,10 +734,11 @@ class KernelPort(Port):
         try:
             host = address.split("%")[0]
             if af == socket.AF_INET6:
-                if ipaddress.ip_address(host).is_unspecified:
+                ip = ipaddress.ip_address(host)
+                if ip.is_unspecified:
                     # Hold the IPv6 port only, as the registration claims only IPv6.
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                scope = self.ifindex if ipaddress.ip_address(host).is_link_local else 0
+                scope = self.ifindex if ip.is_link_local else 0
                 sock.bind((host, port, 0, scope))
             else:
                 sock.bind((host, port))
