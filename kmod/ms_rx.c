@@ -15,10 +15,11 @@
  *   - A well-formed TCP/UDP frame whose destination tuple is registered
  *     (exactly, or as the wildcard of its port while the destination
  *     address is on the interface: ms_table_owner) is copied whole (from
- *     the Ethernet header) into the owning port's RX ring and consumed.  Ring full, frame larger than the port's buffers
- *     or a corrupted slot: dropped, counted, consumed.  So is a frame whose
- *     data cannot be copied (counted rx_malformed; the skb's own lengths
- *     make this unreachable in practice).
+ *     the Ethernet header) into the owning port's RX ring and consumed.
+ *     Ring full, frame larger than the port's buffers or a corrupted slot:
+ *     dropped, counted, consumed.  So is a frame whose data cannot be
+ *     copied (counted rx_malformed; the skb's own lengths make this
+ *     unreachable in practice).
  *   - GSO (GRO-merged) frames are segmented first, so a port always sees
  *     wire-sized frames; one that cannot be segmented is dropped and
  *     counted as rx_drop_size.
