@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import re
 import subprocess
 import sys
@@ -135,14 +136,19 @@ class Server:
         threading.Thread(target=self._pump_err, daemon=True).start()
         ready = threading.Event()
         out = []
+        self._stats = queue.Queue()
 
         def pump_out():
             for line in self.proc.stdout:
+                if line.startswith("stats "):
+                    self._stats.put(line[6:])
+                    continue
                 out.append(line)
                 if line.startswith("ready"):
                     self.app = line.split(" ", 1)[1].strip()
                     ready.set()
             ready.set()
+            self._stats.put(None)
 
         self._out = out
         self._t = threading.Thread(target=pump_out, daemon=True)
@@ -151,6 +157,17 @@ class Server:
         if self.app is None:
             self.reason = "server did not start: " + self.last_error()
             self.stop()
+
+    def stats(self, timeout=30):
+        """The server's CPU seconds so far (and its runtime's, on UTCP): cpu_stats
+        in bench/http_serve.py; None if it does not answer."""
+        try:
+            self.proc.stdin.write("stats\n")
+            self.proc.stdin.flush()
+            line = self._stats.get(timeout=timeout)
+        except (OSError, ValueError, queue.Empty):
+            return None
+        return json.loads(line) if line else None
 
     def _pump_err(self):
         for line in self.proc.stderr:
@@ -206,7 +223,9 @@ class Fetcher:
         cmd = taskset(self.cpu) + [self.prog, "-a", addr, "-p", str(port), "-u", "/%d" % size,
                                    "-e", str(size), "-c", str(conc or self.conc), "-T", "10"]
         cmd += ["-n", str(count)] if count else ["-t", str(self.secs)]
+        before = server.stats() if isinstance(server, Server) else None
         r = nsx(CLI, *cmd, check=False, timeout=max(self.secs, 60) + 60)
+        after = server.stats() if before is not None else None
         if r.returncode != 0:
             raise Unavailable(first_line(r.stderr))
         res = kv(r.stdout)
@@ -214,6 +233,11 @@ class Fetcher:
             raise Unavailable("no result")
         if not res.get("requests"):
             raise Unavailable("no request succeeded (%d errors)" % res.get("errors", 0))
+        if after is not None:
+            # the server's CPU per request in this cell (µs), and its runtime's
+            for key, name in (("cpu.seconds", "cpu_us"), ("runtime.cpu_seconds", "runtime_us")):
+                if key in before and key in after:
+                    res[name] = 1e6 * (after[key] - before[key]) / res["requests"]
         return res
 
 
@@ -262,6 +286,28 @@ def http_table(rows, notes):
         notes.append("%s, %s: %s" % (name, ", ".join(labels), r))
     for n in dict.fromkeys(notes):
         print("  note: " + n)
+
+
+def cpu_table(rows):
+    """Each server's CPU per request in the cells above, UTCP's split in two."""
+    print("Server CPU per request (µs: the process's user + system time), in the cells "
+          "above.")
+    print("UTCP's runtime: frames in and out, the host layer and the TCP core "
+          "(Host.runtime_cpu);")
+    print("the rest: the application, its streams and trio's scheduling, which the "
+          "kernel-socket")
+    print("app has too. The kernel's TCP work in softirq outside its process is not counted.")
+    print("%7s | %12s | %12s %12s %12s" % ("fetch", "B: kernel", "A: UTCP", "runtime",
+                                           "the rest"))
+    print("-" * 64)
+    for label, a, b in rows:
+        def us(r, key):
+            return "%12.0f" % r[key] if isinstance(r, dict) and key in r else "%12s" % "n/a"
+        rest = "%12s" % "n/a"
+        if isinstance(a, dict) and "cpu_us" in a and "runtime_us" in a:
+            rest = "%12.0f" % (a["cpu_us"] - a["runtime_us"])
+        print("%7s | %s | %s %s %s" % (label, us(b, "cpu_us"), us(a, "cpu_us"),
+                                       us(a, "runtime_us"), rest))
 
 
 def bulk_table(a, b, size):
@@ -467,6 +513,8 @@ def main():
             rows.append(("%d KB" % kb, best(ua, rps), best(ka, rps)))
         print()
         http_table(rows, notes)
+        print()
+        cpu_table(rows)
 
         print()
         kb_, ub_ = [], []

@@ -12,7 +12,9 @@ The application is stacks/apps/http_server.py (its per-connection
 ``handle``), unchanged on both stacks.  Prints "ready <app>" on stdout once
 it accepts connections, serves until stdin closes or SIGTERM, then prints
 the stack's counters, with the process's CPU time and what the cyclic
-garbage collector took of it, as "counters {json}" on stdout.
+garbage collector took of it, as "counters {json}" on stdout.  A "stats"
+line on stdin gets "stats {json}" back: the process's CPU seconds so far
+and, on UTCP, those its runtime took (the Host's ``runtime_cpu``).
 """
 
 from __future__ import annotations
@@ -37,8 +39,19 @@ def load_app():
     return http_server.handle, "stacks/apps/http_server.py (handle)"
 
 
-async def wait_stop():
-    """Returns when stdin closes (the harness went away) or on SIGTERM."""
+def cpu_stats(host):
+    """The process's CPU seconds so far and, on UTCP, its runtime's share of them."""
+    stats = {"cpu.seconds": time.process_time()}
+    if host is not None and host.runtime_cpu is not None:
+        stats["runtime.cpu_seconds"] = host.runtime_cpu
+    return stats
+
+
+async def wait_stop(host=None):
+    """Returns when stdin closes (the harness went away) or on SIGTERM.
+
+    Each "stats" line on stdin is answered with "stats {json}" (cpu_stats).
+    """
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             async def on_signal():
@@ -47,7 +60,13 @@ async def wait_stop():
                 nursery.cancel_scope.cancel()
 
             async def on_stdin():
-                await trio.to_thread.run_sync(sys.stdin.read, abandon_on_cancel=True)
+                while True:
+                    line = await trio.to_thread.run_sync(sys.stdin.readline,
+                                                         abandon_on_cancel=True)
+                    if not line:
+                        break
+                    if line.strip() == "stats":
+                        print("stats " + json.dumps(cpu_stats(host)), flush=True)
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(on_signal)
@@ -58,7 +77,7 @@ async def serve(listeners, handler, app, host=None):
     async with trio.open_nursery() as nursery:
         await nursery.start(trio.serve_listeners, handler, listeners)
         print("ready %s" % app, flush=True)
-        await wait_stop()
+        await wait_stop(host)
         nursery.cancel_scope.cancel()
 
 
@@ -106,6 +125,7 @@ async def main_async(args):
     # TCP_NODELAY, as trio's SocketStream sets on kernel sockets
     config = TcpConfig(nagle=False)
     host = Host(port, [args.stack_addr], neighbours=neighbours)
+    host.runtime_cpu = 0.0      # what of the server's CPU the stack's runtime takes
     TcpLayer(host, config=config)
     try:
         async with trio.open_nursery() as nursery:

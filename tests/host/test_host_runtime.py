@@ -1,5 +1,7 @@
 """The trio runtime: waiting, waking, deadlines, batches, over the memory pair."""
 
+import time
+
 import pytest
 import trio
 import trio.testing
@@ -275,5 +277,56 @@ def test_a_port_error_at_release_is_left_to_the_runtime():
                     await trio.sleep(0.01)
             assert len(errors) == 1
             nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def _burn(seconds):
+    """Spend ``seconds`` of this thread's CPU time."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+class _BurningHandler(RecordingHandler):
+    def on_packet(self, src, dst, payload, now):
+        _burn(0.05)
+        super().on_packet(src, dst, payload, now)
+
+
+def test_runtime_cpu_counts_the_hosts_work_not_the_applications():
+    # The step (here a transport's receive) and deferred output count; an
+    # application task's own work does not.  Unmeasured by default.
+    async def main():
+        ha, hb = two_hosts()
+        assert ha.runtime_cpu is None and hb.runtime_cpu is None
+        ha.runtime_cpu = hb.runtime_cpu = 0.0
+        received = _BurningHandler()
+        hb.attach(253, received)
+        src, dst = min(ha.ipv4_addresses), min(hb.ipv4_addresses)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ha.run)
+            nursery.start_soon(hb.run)
+            await trio.testing.wait_all_tasks_blocked()
+            before = ha.runtime_cpu, hb.runtime_cpu
+            _burn(0.05)                                 # the application's work
+            await trio.testing.wait_all_tasks_blocked()
+            assert ha.runtime_cpu - before[0] < 0.025
+            assert hb.runtime_cpu - before[1] < 0.025
+
+            ha.defer(lambda now: _burn(0.05))          # the runtime helper's
+            await trio.testing.wait_all_tasks_blocked()
+            assert ha.runtime_cpu - before[0] >= 0.05
+
+            ha.send_ip(src, dst, 253, b"measured")
+            with trio.fail_after(5):
+                while not received.packets:
+                    await trio.sleep(0.01)
+            assert hb.runtime_cpu - before[1] >= 0.05   # hb's step ran the receive
+            nursery.cancel_scope.cancel()
+
+        ha.runtime_cpu = None                           # switched off: no longer counted
+        ha.defer(lambda now: _burn(0.01))
+        assert ha.runtime_cpu is None
 
     trio.run(main)
