@@ -342,7 +342,7 @@ def report(demo: Demo, backend, out) -> None:
 
     print("\nWho served what", file=out)
     rows = [[r.service, r.client, r.server, r.result, "ok" if r.ok else "FAILED"] for r in demo.rows]
-    for line in table(["service", "client", "served by", "result", ""], rows):
+    for line in table(["service", "client", "served by", "result", "check"], rows):
         print(line, file=out)
 
     print("\nCounters", file=out)
