@@ -212,8 +212,8 @@ class Host:
         #: Counters: frames/packets in and out, and every drop as ``drop_<reason>``.
         self.counters: Counter[str] = Counter()
         #: CPU seconds (this thread's) the host's own work took: each :meth:`step`
-        #: (receiving, dispatching, timers, sending) and the deferred output of
-        #: application tasks.  None, the default, measures nothing; set 0.0 to
+        #: (receiving, dispatching, timers, sending), the next deadline before the
+        #: runtime sleeps, and the deferred output of application tasks.  None, the default, measures nothing; set 0.0 to
         #: start (two clock reads, under 1 µs each, per step and per deferred
         #: run).  What remains of the process's CPU is the applications' and
         #: the scheduler's.
@@ -870,6 +870,16 @@ class Host:
             deadlines.append(port_poll())
         return min((d for d in deadlines if d is not None), default=None)
 
+    def _metered_poll_at(self) -> float | None:
+        # The runtime's own work before it sleeps: counted in runtime_cpu too.
+        if self.runtime_cpu is None:
+            return self.poll_at()
+        started = time.thread_time()
+        try:
+            return self.poll_at()
+        finally:
+            self._add_runtime_cpu(started)
+
     def run_timers(self, now: float) -> None:
         due = self.reassembler.poll_at()
         if due is not None and due <= now:
@@ -950,7 +960,7 @@ class Host:
                             if received or self._woken:
                                 await trio.lowlevel.checkpoint()
                                 continue
-                            deadline = self.poll_at()
+                            deadline = self._metered_poll_at()
                             scope.deadline = math.inf if deadline is None else deadline
                             await trio.lowlevel.wait_readable(fd)
                     finally:
