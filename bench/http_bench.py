@@ -235,7 +235,8 @@ class Fetcher:
             raise Unavailable("no request succeeded (%d errors)" % res.get("errors", 0))
         if after is not None:
             # the server's CPU per request in this cell (µs), and its runtime's
-            for key, name in (("cpu.seconds", "cpu_us"), ("runtime.cpu_seconds", "runtime_us")):
+            for key, name in (("cpu.seconds", "cpu_us"), ("cpu.system_seconds", "system_us"),
+                              ("runtime.cpu_seconds", "runtime_us")):
                 if key in before and key in after:
                     res[name] = 1e6 * (after[key] - before[key]) / res["requests"]
         return res
@@ -297,17 +298,21 @@ def cpu_table(rows):
     print("the rest: the application, its streams and trio's scheduling, which the "
           "kernel-socket")
     print("app has too. The kernel's TCP work in softirq outside its process is not counted.")
-    print("%7s | %12s | %12s %12s %12s" % ("fetch", "B: kernel", "A: UTCP", "runtime",
-                                           "the rest"))
-    print("-" * 64)
+    print("%7s | %-17s | %-17s %9s %9s" % ("fetch", "B: kernel", "A: UTCP", "runtime",
+                                          "the rest"))
+    print(("%7s | %8s %8s | %8s %8s" % ("", "all", "system", "all", "system")).rstrip())
+    print("-" * 68)
     for label, a, b in rows:
-        def us(r, key):
-            return "%12.0f" % r[key] if isinstance(r, dict) and key in r else "%12s" % "n/a"
-        rest = "%12s" % "n/a"
+        def us(r, key, width=8):
+            if isinstance(r, dict) and key in r:
+                return "%*.0f" % (width, r[key])
+            return "%*s" % (width, "n/a")
+        rest = "%9s" % "n/a"
         if isinstance(a, dict) and "cpu_us" in a and "runtime_us" in a:
-            rest = "%12.0f" % (a["cpu_us"] - a["runtime_us"])
-        print("%7s | %s | %s %s %s" % (label, us(b, "cpu_us"), us(a, "cpu_us"),
-                                       us(a, "runtime_us"), rest))
+            rest = "%9.0f" % (a["cpu_us"] - a["runtime_us"])
+        print("%7s | %s %s | %s %s %s %s" % (
+            label, us(b, "cpu_us"), us(b, "system_us"), us(a, "cpu_us"), us(a, "system_us"),
+            us(a, "runtime_us", 9), rest))
 
 
 def bulk_table(a, b, size):

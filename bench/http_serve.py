@@ -14,7 +14,8 @@ it accepts connections, serves until stdin closes or SIGTERM, then prints
 the stack's counters, with the process's CPU time and what the cyclic
 garbage collector took of it, as "counters {json}" on stdout.  A "stats"
 line on stdin gets "stats {json}" back: the process's CPU seconds so far
-and, on UTCP, those its runtime took (the Host's ``runtime_cpu``).
+(and the system time among them) and, on UTCP, those its runtime took (the
+Host's ``runtime_cpu``).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def load_app():
 
 def cpu_stats(host):
     """The process's CPU seconds so far and, on UTCP, its runtime's share of them."""
-    stats = {"cpu.seconds": time.process_time()}
+    stats = {"cpu.seconds": time.process_time(), "cpu.system_seconds": os.times().system}
     if host is not None and host.runtime_cpu is not None:
         stats["runtime.cpu_seconds"] = host.runtime_cpu
     return stats
