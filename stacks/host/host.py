@@ -213,10 +213,10 @@ class Host:
         self.counters: Counter[str] = Counter()
         #: CPU seconds (this thread's) the host's own work took: each :meth:`step`
         #: (receiving, dispatching, timers, sending), the next deadline before the
-        #: runtime sleeps, and the deferred output of application tasks.  None, the default, measures nothing; set 0.0 to
-        #: start (two clock reads, under 1 µs each, per step and per deferred
-        #: run).  What remains of the process's CPU is the applications' and
-        #: the scheduler's.
+        #: runtime sleeps, and the deferred output of application tasks.  None,
+        #: the default, measures nothing; set 0.0 to start (two clock reads, under
+        #: 1 µs each, per step and per deferred run).  What remains of the
+        #: process's CPU is the applications' and the scheduler's.
         self.runtime_cpu: float | None = None
         self.reassembler = Reassembler(counters=self.counters)
         self._handlers: dict[int, ProtocolHandler] = {}
