@@ -13,7 +13,8 @@
  *             reference of the file, so after every munmap).
  *   ms_reg    one registered 3-tuple: in the iface hash table (RCU) and on
  *             its port's list; holds a reference on the proving socket's
- *             file until it is removed.
+ *             file until it is removed.  Owns its tuple only while that
+ *             socket holds the tuple's binding alone (ms_table.c).
  *
  * Locking rules (outermost first)
  *   rtnl_lock     every control-path mutation: ms_ifaces, iface->ports,
@@ -139,7 +140,8 @@ struct ms_reg {
 	struct list_head pnode;			/* port->regs, rtnl */
 	struct ms_key key;
 	struct ms_port *port;
-	struct file *sock_file;			/* reference held */
+	struct sock *sk;			/* the proof: alive while */
+	struct file *sock_file;			/* this reference is held */
 };
 
 /* per-file state: the port, published once under rtnl */
@@ -185,6 +187,7 @@ struct ms_reg *ms_table_lookup(struct ms_iface *iface,
 			       const struct ms_key *key);
 struct ms_reg *ms_table_owner(struct ms_iface *iface, struct net_device *dev,
 			      const struct ms_key *key);
+bool ms_reg_proof_held(const struct ms_reg *reg);
 int ms_register(struct ms_port *port, const struct ms_reg_req *req);
 int ms_unregister(struct ms_port *port, const struct ms_reg_req *req);
 void ms_port_unhash_all(struct ms_port *port, struct list_head *out);

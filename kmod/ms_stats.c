@@ -15,10 +15,12 @@
  *   port <id> iface <name> pid <pid> tx_slots <n> rx_slots <n>
  *        buf_size <n> mem <bytes> txmem <bytes> regs <n> dead <0|1>
  *        <counter> <value> ...
- *   reg <port id> <inet|inet6> <tcp|udp> <address> <port>
+ *   reg <port id> <inet|inet6> <tcp|udp> <address> <port> proof <held|released>
  * mem is the port's mmap size; txmem the bytes of kernel-private pages it
  * holds for TX frames (ms_tx.c): 0 before its first send, at most
  * MS_TX_PAGES pages of order MS_TX_PAGE_ORDER.
+ * A registration whose proof is "released" owns nothing (ms_table.c): the
+ * proving socket gave its port back, narrowed or shared its binding.
  * Counter names are the MS_STAT_* names in lower case without the prefix.
  */
 #include <linux/kernel.h>
@@ -122,13 +124,14 @@ static void ms_seq_reg(struct seq_file *seq, const struct ms_port *port,
 		       const struct ms_reg *reg)
 {
 	const char *proto = reg->key.proto == MS_PROTO_TCP ? "tcp" : "udp";
+	const char *proof = ms_reg_proof_held(reg) ? "held" : "released";
 
 	if (reg->key.family == MS_FAMILY_INET)
-		seq_printf(seq, "reg %u inet %s %pI4 %u\n", port->id, proto,
-			   reg->key.addr, reg->key.port);
+		seq_printf(seq, "reg %u inet %s %pI4 %u proof %s\n", port->id,
+			   proto, reg->key.addr, reg->key.port, proof);
 	else
-		seq_printf(seq, "reg %u inet6 %s %pI6c %u\n", port->id, proto,
-			   reg->key.addr, reg->key.port);
+		seq_printf(seq, "reg %u inet6 %s %pI6c %u proof %s\n", port->id,
+			   proto, reg->key.addr, reg->key.port, proof);
 }
 
 static int ms_proc_show(struct seq_file *seq, void *v)

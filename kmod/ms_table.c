@@ -5,7 +5,8 @@
  *
  * Context and locking (see ms_internal.h):
  *   ms_table_lookup,   any context inside rcu_read_lock (softirq RX path,
- *   ms_table_owner     TX sync); or with rtnl held.
+ *   ms_table_owner,    TX sync); or with rtnl held.
+ *   ms_reg_proof_held
  *   ms_register, ms_unregister  process context; take rtnl.
  *   ms_port_unhash_all rtnl held; moves the port's registrations to `out`
  *                      after hlist_del_rcu; the caller must wait for a
@@ -17,6 +18,14 @@
  * registration: the port owns (proto, port) on every address configured on
  * the interface, now or later, except where a registration of that exact
  * address exists (the specific one wins, as in the OS's socket lookup).
+ *
+ * A registration lives no longer than its proof's binding.  The OS lets a
+ * socket give its port back while it lives (disconnect of an auto-bound
+ * socket), narrow a wildcard binding (connect) or share it (SO_REUSEADDR),
+ * and tells nobody: so ms_table_owner checks the proving socket on every
+ * lookup (ms_proof_check, a few loads from sock_common), a registration
+ * whose proof no longer holds its tuple alone owns nothing, and a new
+ * registration of the same tuple replaces it.
  */
 #include <linux/kernel.h>
 #include <linux/slab.h>
@@ -48,6 +57,46 @@ static bool ms_key_eq(const struct ms_key *a, const struct ms_key *b)
 static bool ms_key_is_wild(const struct ms_key *key)
 {
 	return !memchr_inv(key->addr, 0, sizeof(key->addr));
+}
+
+/*
+ * 0 if sk holds key's tuple, and holds it alone: bound to key's port, on
+ * key's address or the wildcard (only the wildcard for a wildcard key),
+ * and not shared with SO_REUSEADDR, which lets a socket of any user bind
+ * the same tuple (a listening TCP socket keeps its port alone even so).
+ * -EACCES or -EPERM otherwise.  Any context: lockless reads of fields the
+ * socket's owner changes under lock_sock; a stale answer lasts no longer
+ * than the change in flight.
+ */
+static int ms_proof_check(const struct sock *sk, const struct ms_key *key)
+{
+	bool wild = ms_key_is_wild(key);
+
+	if (READ_ONCE(sk->sk_num) != key->port)
+		return -EACCES;
+	if (key->family == MS_FAMILY_INET) {
+		__be32 bound = READ_ONCE(sk->sk_rcv_saddr);
+
+		if (bound != htonl(INADDR_ANY) &&
+		    (wild || memcmp(&bound, key->addr, 4)))
+			return -EACCES;
+	} else {
+		struct in6_addr bound = sk->sk_v6_rcv_saddr;
+
+		if (!ipv6_addr_any(&bound) &&
+		    (wild || memcmp(&bound, key->addr, 16)))
+			return -EACCES;
+	}
+	if (sk->sk_reuse != SK_NO_REUSE &&
+	    !(key->proto == MS_PROTO_TCP &&
+	      READ_ONCE(sk->sk_state) == TCP_LISTEN))
+		return -EPERM;
+	return 0;
+}
+
+bool ms_reg_proof_held(const struct ms_reg *reg)
+{
+	return !ms_proof_check(reg->sk, &reg->key);
 }
 
 struct ms_reg *ms_table_lookup(struct ms_iface *iface,
@@ -90,7 +139,8 @@ static bool ms_addr_on_dev(struct net_device *dev, u8 family, const u8 *addr)
 
 /*
  * The registration owning key's tuple on dev: the exact one, else the
- * wildcard of its protocol and port if key's address is configured on dev.
+ * wildcard of its protocol and port if key's address is configured on dev;
+ * in both cases only while its proof holds the tuple (ms_proof_check).
  * Same context as ms_table_lookup.
  */
 struct ms_reg *ms_table_owner(struct ms_iface *iface, struct net_device *dev,
@@ -99,18 +149,22 @@ struct ms_reg *ms_table_owner(struct ms_iface *iface, struct net_device *dev,
 	struct ms_reg *reg;
 	struct ms_key wild;
 
+	if (ms_key_is_wild(key))	/* no frame is to or from it */
+		return NULL;
 	reg = ms_table_lookup(iface, key);
-	if (reg)	/* no frame is to or from the unspecified address */
-		return ms_key_is_wild(key) ? NULL : reg;
+	if (reg && ms_reg_proof_held(reg))
+		return reg;
 	if (!READ_ONCE(iface->nwild))
 		return NULL;
 	wild = *key;
 	memset(wild.addr, 0, sizeof(wild.addr));
 	reg = ms_table_lookup(iface, &wild);
-	if (reg && !ms_addr_on_dev(dev, key->family, key->addr))
+	if (!reg || !ms_reg_proof_held(reg) ||
+	    !ms_addr_on_dev(dev, key->family, key->addr))
 		return NULL;
 	return reg;
 }
+
 
 /* rtnl held: a wildcard registration entered or left the table */
 static void ms_count_wild(struct ms_iface *iface, const struct ms_key *key,
@@ -154,7 +208,10 @@ static int ms_req_key(const struct ms_reg_req *req, struct ms_key *key)
 	return 0;
 }
 
-/* Is the socket bound to key's port on key's address or the wildcard? */
+/*
+ * Is the socket of the request's kind, in net, and holding key's tuple
+ * alone (ms_proof_check)?  0, -EPROTOTYPE, -EACCES or -EPERM.
+ */
 static int ms_check_socket(struct socket *sock, const struct ms_key *key,
 			   struct net *net)
 {
@@ -166,28 +223,26 @@ static int ms_check_socket(struct socket *sock, const struct ms_key *key,
 		return -EPROTOTYPE;
 	if (!net_eq(sock_net(sk), net))
 		return -EACCES;
-	if (READ_ONCE(inet_sk(sk)->inet_num) != key->port)
-		return -EACCES;
-	if (key->family == MS_FAMILY_INET) {
-		__be32 bound = READ_ONCE(sk->sk_rcv_saddr);
+	return ms_proof_check(sk, key);
+}
 
-		if (bound != htonl(INADDR_ANY) && memcmp(&bound, key->addr, 4))
-			return -EACCES;
-	} else {
-		struct in6_addr bound = sk->sk_v6_rcv_saddr;
-
-		if (!ipv6_addr_any(&bound) && memcmp(&bound, key->addr, 16))
-			return -EACCES;
-	}
-	return 0;
+/* rtnl held: take reg out of the table and off its port's list; the caller
+ * frees it with ms_regs_free after a grace period */
+static void ms_reg_unhash(struct ms_reg *reg, struct list_head *out)
+{
+	hlist_del_rcu(&reg->hnode);
+	ms_count_wild(reg->port->iface, &reg->key, -1);
+	list_move_tail(&reg->pnode, out);
+	reg->port->nregs--;
 }
 
 int ms_register(struct ms_port *port, const struct ms_reg_req *req)
 {
 	struct ms_iface *iface = port->iface;
 	struct net_device *dev;
+	struct ms_reg *reg, *old;
 	struct socket *sock;
-	struct ms_reg *reg;
+	LIST_HEAD(released);
 	struct ms_key key;
 	int err;
 
@@ -217,16 +272,20 @@ int ms_register(struct ms_port *port, const struct ms_reg_req *req)
 		err = -EADDRNOTAVAIL;
 		goto err_unlock;
 	}
-	if (ms_table_lookup(iface, &key)) {
+	old = ms_table_lookup(iface, &key);
+	if (old && ms_reg_proof_held(old)) {
 		err = -EADDRINUSE;
 		goto err_unlock;
 	}
-	if (port->nregs >= MS_MAX_REGS) {
+	if (port->nregs >= MS_MAX_REGS && !(old && old->port == port)) {
 		err = -ENOSPC;
 		goto err_unlock;
 	}
+	if (old)	/* its proof let the tuple go: it owns nothing */
+		ms_reg_unhash(old, &released);
 	reg->key = key;
 	reg->port = port;
+	reg->sk = sock->sk;
 	reg->sock_file = sock->file;	/* keeps sockfd_lookup's reference */
 	list_add_tail(&reg->pnode, &port->regs);
 	port->nregs++;
@@ -234,6 +293,10 @@ int ms_register(struct ms_port *port, const struct ms_reg_req *req)
 	hlist_add_head_rcu(&reg->hnode, &iface->table[ms_key_hash(iface, &key)]);
 	ms_count_wild(iface, &key, 1);
 	rtnl_unlock();
+	if (old) {
+		synchronize_net();
+		ms_regs_free(&released);
+	}
 	return 0;
 
 err_unlock:
@@ -247,6 +310,7 @@ err_put_sock:
 int ms_unregister(struct ms_port *port, const struct ms_reg_req *req)
 {
 	struct ms_reg *reg;
+	LIST_HEAD(released);
 	struct ms_key key;
 	int err;
 
@@ -263,29 +327,20 @@ int ms_unregister(struct ms_port *port, const struct ms_reg_req *req)
 		rtnl_unlock();
 		return -ENOENT;
 	}
-	hlist_del_rcu(&reg->hnode);
-	ms_count_wild(port->iface, &key, -1);
-	list_del(&reg->pnode);
-	port->nregs--;
+	ms_reg_unhash(reg, &released);
 	rtnl_unlock();
 	synchronize_net();
-	fput(reg->sock_file);
-	kfree(reg);
-	atomic_dec(&ms_live_regs);
+	ms_regs_free(&released);
 	return 0;
 }
 
 void ms_port_unhash_all(struct ms_port *port, struct list_head *out)
 {
-	struct ms_reg *reg;
+	struct ms_reg *reg, *tmp;
 
 	ASSERT_RTNL();
-	list_for_each_entry(reg, &port->regs, pnode) {
-		hlist_del_rcu(&reg->hnode);
-		ms_count_wild(port->iface, &reg->key, -1);
-	}
-	list_splice_tail_init(&port->regs, out);
-	port->nregs = 0;
+	list_for_each_entry_safe(reg, tmp, &port->regs, pnode)
+		ms_reg_unhash(reg, out);
 }
 
 void ms_regs_free(struct list_head *list)

@@ -36,8 +36,8 @@
  *   runt (< MS_MIN_FRAME), oversize (> MTU + 14 or > buf_size), bad slot
  *   (buf_idx out of range), fragment, malformed (not IPv4/IPv6 TCP/UDP or
  *   bad lengths / IPv4 header checksum), bad MAC (Ethernet source is not
- *   the interface's address), not owned (source tuple registered nowhere),
- *   owned by another port.  Counters are summed locally and added to the
+ *   the interface's address), not owned (source tuple registered nowhere,
+ *   or its proof let it go), owned by another port.  Counters are summed locally and added to the
  *   per-CPU port and interface counters once per sync.
  */
 #include <linux/kernel.h>

@@ -105,7 +105,9 @@ def cmd_list(args: argparse.Namespace) -> int:
                          f"buf {port.get('buf_size')} B  mem {port.get('mem')} B"
                          f"{txmem}{state}")
             for reg in port["registrations"]:
-                lines.append(f"    {_fmt_tuple(reg)}")
+                released = ("  (proof released: owns nothing)"
+                            if reg.get("proof") == "released" else "")
+                lines.append(f"    {_fmt_tuple(reg)}{released}")
             if not port["registrations"]:
                 lines.append("    (no registrations)")
         data.append({"iface": iface["name"], "ifindex": iface.get("ifindex"), "ports": ports})

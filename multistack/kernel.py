@@ -137,6 +137,11 @@ class NotBoundError(RegistrationError):
     """EACCES: the socket is not bound to that port on that address (or the wildcard)."""
 
 
+class SharedBindingError(RegistrationError):
+    """EPERM on register: the socket shares its binding (SO_REUSEADDR; on TCP
+    while not listening), so any user's socket could bind the same tuple."""
+
+
 class AddressNotOnInterfaceError(RegistrationError):
     """EADDRNOTAVAIL: the address is not configured on the port's interface."""
 
@@ -187,6 +192,8 @@ _REGISTER = {
     E.EPROTOTYPE: (SocketMismatchError, "the socket's family, type or protocol "
                                         "differ from the request"),
     E.EACCES: (NotBoundError, "the socket is not bound to that port on that address"),
+    E.EPERM: (SharedBindingError, "the socket shares its binding (SO_REUSEADDR): "
+                                  "a proof must hold the tuple alone"),
     E.EADDRNOTAVAIL: (AddressNotOnInterfaceError, "the address is not configured "
                                                   "on the interface"),
     E.EADDRINUSE: (AlreadyRegisteredError, "already registered"),
@@ -301,7 +308,12 @@ def parse_proc(text: str) -> list[dict]:
         [{"name", "ifindex", "counters": {...},
           "ports": [{"id", "pid", "tx_slots", ..., "mem", "txmem", "dead",
                      "counters": {...},
-                     "registrations": [{"family", "proto", "address", "port"}]}]}]
+                     "registrations": [{"family", "proto", "address", "port",
+                                        "proof"}]}]}]
+
+    A registration's ``proof`` is "held", or "released" once the proving
+    socket gave its port back, narrowed or shared its binding: then it owns
+    nothing, and another registration of the tuple replaces it.
 
     Unknown keys are kept; unknown lines are ignored.
     """
@@ -336,7 +348,9 @@ def parse_proc(text: str) -> list[dict]:
             try:
                 pid = int(tok[1])
                 reg = {"family": tok[2], "proto": tok[3], "address": tok[4],
-                       "port": int(tok[5])}
+                       "port": int(tok[5]),
+                       # "released": the proving socket let the tuple go
+                       "proof": _parse_pairs(tok[6:]).get("proof", "held")}
             except ValueError:
                 continue
             if pid in ports:

@@ -194,8 +194,8 @@ def test_tx_put_raw_sets_any_slot():
 PROC = """\
 iface veth0 ifindex 7 ports 2 rx_delivered 5 rx_bytes 300 rx_passed 12 tx_sent 1
 port 1 iface veth0 pid 321 tx_slots 1024 rx_slots 1024 buf_size 2048 mem 4300800 txmem 32768 regs 2 dead 0 rx_delivered 5 tx_rej_bad_mac 2 tx_bypass_fallback 3
-reg 1 inet udp 10.0.0.2 5000
-reg 1 inet6 tcp fd00::2 80
+reg 1 inet udp 10.0.0.2 5000 proof held
+reg 1 inet6 tcp fd00::2 80 proof released
 port 2 iface veth0 pid 322 tx_slots 64 rx_slots 64 buf_size 2048 mem 200000 regs 0 dead 1 rx_delivered 0
 iface dummy0 ifindex 9 ports 0 rx_passed 0
 """
@@ -215,8 +215,10 @@ def test_parse_proc():
     assert (p1["mem"], p1["txmem"], p1["regs"]) == (4300800, 32768, 2)
     assert p2["mem"] == 200000 and "txmem" not in p2
     assert p1["registrations"] == [
-        {"family": "inet", "proto": "udp", "address": "10.0.0.2", "port": 5000},
-        {"family": "inet6", "proto": "tcp", "address": "fd00::2", "port": 80}]
+        {"family": "inet", "proto": "udp", "address": "10.0.0.2", "port": 5000,
+         "proof": "held"},
+        {"family": "inet6", "proto": "tcp", "address": "fd00::2", "port": 80,
+         "proof": "released"}]
     assert p2["registrations"] == [] and ifaces[1]["ports"] == []
 
 
@@ -226,6 +228,7 @@ def test_parse_proc_tolerates_junk():
 
 @pytest.mark.parametrize("err, cls", [
     (errno.EACCES, kernel.NotBoundError),
+    (errno.EPERM, kernel.SharedBindingError),
     (errno.EADDRINUSE, kernel.AlreadyRegisteredError),
     (errno.EADDRNOTAVAIL, kernel.AddressNotOnInterfaceError),
     (errno.EPROTONOSUPPORT, kernel.UnsupportedProtocolError),

@@ -38,6 +38,20 @@
  *      interface has, now or later, proven by a wildcard-bound socket.  On
  *      an address another port registered itself, that registration wins
  *      (RX and TX), as the most specific socket does in the OS's lookup.
+ *      A registration owns its tuple only while the proving socket holds
+ *      the tuple's binding alone: bound to that port, on that address or
+ *      the wildcard (the wildcard only, for a wildcard registration), and
+ *      without SO_REUSEADDR (a listening TCP socket keeps its port alone
+ *      even with it).  The module checks this on every frame, because the
+ *      OS lets a socket give its port back while it lives: connect()
+ *      with AF_UNSPEC on a socket whose port was picked by the kernel
+ *      (bind to port 0, connect, sendto, listen) releases the port, and
+ *      connect() narrows a wildcard binding to one address.  From then on
+ *      the registration owns nothing (frames go to the OS, TX from the
+ *      tuple is refused as MS_STAT_TX_REJ_NOT_OWNED, /proc shows its proof
+ *      "released"), and a registration of the same tuple with a socket
+ *      that holds it replaces it.  Bind the proof to a port number of your
+ *      own to keep the port for as long as the socket lives.
  *   5. RX: poll(fd, POLLIN) / MS_IOC_RXSYNC, read slots [head, tail) of the
  *      RX ring, advance head (and cur) past the consumed slots.
  *      TX: fill slots [head, tail) of the TX ring, advance head (and cur),
@@ -109,10 +123,14 @@
  *                   address or the wildcard (includes unbound sockets and
  *                   sockets of another network namespace); a wildcard
  *                   registration needs a wildcard-bound socket.
+ *   EPERM           REGISTER: the socket shares its binding: SO_REUSEADDR
+ *                   is set (on TCP: and the socket is not listening), so a
+ *                   socket of any user could bind the same tuple.
  *   EADDRNOTAVAIL   REGISTER: the address is not configured on the port's
  *                   interface (IPv6: also while still tentative/DAD).
  *   EADDRINUSE      REGISTER: the 3-tuple is already registered on this
- *                   interface (by any port, this one included).
+ *                   interface (by any port, this one included) with a
+ *                   proof that still holds it.
  *   ENOSPC          REGISTER: port already holds MS_MAX_REGS tuples.
  *   ENOMEM          allocation failure.
  *   ENETDOWN        TXSYNC: interface is down (slots are consumed and
@@ -261,7 +279,8 @@ struct ms_reg_req {
 #define MS_STAT_TX_SENT		8	/* frames given to dev_queue_xmit
 					 * (or the driver, with bypass) */
 #define MS_STAT_TX_BYTES	9
-#define MS_STAT_TX_REJ_NOT_OWNED 10	/* source tuple registered nowhere */
+#define MS_STAT_TX_REJ_NOT_OWNED 10	/* source tuple registered nowhere,
+					 * or its proof let it go */
 #define MS_STAT_TX_REJ_OTHER_PORT 11	/* source tuple owned by another port */
 #define MS_STAT_TX_REJ_BAD_MAC	12	/* Ethernet source != interface MAC */
 #define MS_STAT_TX_REJ_MALFORMED 13	/* not IPv4/IPv6 TCP/UDP, bad lengths */
