@@ -26,6 +26,7 @@
 #include <net/netns/generic.h>
 
 #include "ms_internal.h"
+#include "ms_compat.h"
 
 /* layout locks: these must never change */
 static_assert(sizeof(struct ms_netmap_slot) == 16);
@@ -434,7 +435,7 @@ static const struct file_operations ms_fops = {
 	.compat_ioctl	= compat_ptr_ioctl,
 	.mmap		= ms_mmap,
 	.poll		= ms_poll,
-	.llseek		= no_llseek,
+	.llseek		= MS_NO_LLSEEK,
 };
 
 static struct miscdevice ms_miscdev = {

@@ -34,9 +34,9 @@
 #include <linux/if_vlan.h>
 #include <linux/udp.h>
 #include <net/checksum.h>
-#include <asm/unaligned.h>
 
 #include "ms_internal.h"
+#include "ms_compat.h"
 #include "include/multistack_classify.h"
 
 /*
