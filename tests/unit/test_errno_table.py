@@ -33,9 +33,15 @@ ENTRIES = errno_table.entries(errno_table.HEADER.read_text())
 
 
 def _markdown_files():
-    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "*.md"], cwd=ROOT,
-                         capture_output=True, text=True, check=True).stdout
-    return [ROOT / name for name in out.split()]
+    """The project's Markdown files: git's list, or a walk outside a checkout."""
+    try:
+        out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "*.md"], cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout
+        return [ROOT / name for name in out.split()]
+    except (OSError, subprocess.CalledProcessError):
+        return [p for p in ROOT.rglob("*.md")
+                if not any(part.startswith(".") or part in ("build", "dist")
+                           for part in p.relative_to(ROOT).parts)]
 
 
 def test_header_table_is_read_whole():
