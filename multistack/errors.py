@@ -10,7 +10,14 @@ class CtlError(MultiStackError):
 
 
 class PortClosedError(MultiStackError):
-    """The port was closed (or its interface vanished) while in use."""
+    """The port was closed (or its interface vanished) while in use.
+
+    ``errno`` carries the kernel's reason where there is one.
+    """
+
+    def __init__(self, message: str, errno: int | None = None):
+        super().__init__(message)
+        self.errno = errno
 
 
 class RegistrationError(MultiStackError):

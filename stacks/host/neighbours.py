@@ -7,7 +7,7 @@ Two resolvers, one per kind of backend:
   stack is a host of its own on the link (TAP, the in-memory pair).
 * :class:`OsNeighbours` reads the operating system's neighbour table over
   netlink and asks the OS to resolve a missing entry.  For the kernel-module
-  backend, where ARP and ND stay with the OS stack (DESIGN, "Neighbours").
+  backend, where ARP and ND stay with the OS stack (docs/architecture.md).
 
 A resolver is attached to one :class:`~stacks.host.host.Host`.  ``lookup``
 answers at once from what is known; when it returns None the host queues

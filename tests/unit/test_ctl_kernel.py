@@ -60,7 +60,7 @@ def test_list_json(fake_module, capsys):
     assert port["pid"] == os.getpid() and port["dead"] is False
     assert (port["mem"], port["txmem"]) == (4300800, 32768)
     assert {"family": "inet", "proto": "udp", "address": "10.0.0.2",
-            "port": 5000} in port["registrations"]
+            "port": 5000, "proof": "held"} in port["registrations"]
 
 
 def test_stats_all_json(fake_module, capsys):

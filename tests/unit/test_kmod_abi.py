@@ -2,9 +2,9 @@
 helpers of the kernel backend on a synthetic shared-memory area.
 
 These run on the host: no module needed.  The layout numbers are those of
-the design document (DESIGN.md, beside the repository: "Rings") and
-kmod/include/uapi/multistack.h; the cffi build
-(API mode) also makes the C compiler check every declared field.
+kmod/include/uapi/multistack.h (netmap's layout, see docs/architecture.md);
+the cffi build (API mode) also makes the C compiler check every declared
+field.
 """
 
 import errno
