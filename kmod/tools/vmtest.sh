@@ -23,7 +23,8 @@ setup() {
 }
 
 modprobe 8021q 2>/dev/null
-lsmod | grep -q '^multistack' || insmod "$HERE/../multistack.ko" || exit 2
+KO=${MULTISTACK_KO:-$HERE/../multistack.ko}
+lsmod | grep -q '^multistack' || insmod "$KO" || exit 2
 dmesg -C 2>/dev/null
 setup
 ip netns exec msa "$OUT" attach all || rc=1
@@ -57,7 +58,7 @@ ip netns exec msa "$OUT" attach || rc=1
 sleep 0.5
 rmmod multistack && echo "ok   rmmod under traffic" || { echo "FAIL rmmod"; rc=1; }
 wait $P1 $P2
-insmod "$HERE/../multistack.ko" && echo "ok   reload" || rc=1
+insmod "$KO" && echo "ok   reload" || rc=1
 if modprobe bridge 2>/dev/null; then
 	ip -n msa link add msbr type bridge && ip -n msa link set va master msbr
 	ip netns exec msa "$OUT" attach_ebusy || rc=1

@@ -27,8 +27,9 @@ A6, B6 = "fd77::1", "fd77::2"
 CLONE_NEWNET = 0x40000000
 ETH_P_ALL = 0x0003
 
-KO_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "kmod", "multistack.ko")
+# scripts/vm builds the module per kernel and names it in MULTISTACK_KO.
+KO_PATH = os.environ.get("MULTISTACK_KO") or os.path.join(os.path.dirname(os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__)))), "kmod", "multistack.ko")
 
 _libc = ctypes.CDLL(None, use_errno=True)
 

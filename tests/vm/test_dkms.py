@@ -41,7 +41,7 @@ def test_dkms_builds_the_module_and_it_loads_in_the_vm():
     swap = (f"rmmod multistack && insmod {built} && test -c /dev/multistack && "
             "grep -c '^multistack ' /proc/modules && "
             "ls /sys/module/multistack/sections >/dev/null && "
-            f"rmmod multistack && insmod {ROOT}/kmod/multistack.ko && echo restored")
+            'rmmod multistack && insmod "$MULTISTACK_KO" && echo restored')
     done = subprocess.run([VM, "run", "--", "sh", "-c", swap], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
