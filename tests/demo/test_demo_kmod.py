@@ -37,3 +37,17 @@ def test_demo_by_default_runs_on_the_kernel_module_in_the_vm():
     assert re.search(r"multistack.ko interface vs: .*rx_delivered=\d+.*rx_passed=\d+", out)
     assert re.search(r"RESULT: (\d+)/\1 checks passed \(all passed\)", out)
     assert "running the demo inside the VM" in done.stderr
+
+
+def test_demo_loads_the_module_itself_where_the_kernel_can():
+    """Inside the VM the kernel loads modules: started without the module,
+    scripts/demo builds and loads it there and runs without another VM."""
+    done = subprocess.run([str(ROOT / "scripts" / "vm"), "run", "--no-module",
+                           "--timeout", "1400", "--", "sh", "-c",
+                           "test ! -e /dev/multistack && scripts/demo --count 1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1500)
+    out = done.stdout
+    assert done.returncode == 0, out[-4000:] + done.stderr[-4000:]
+    assert "scripts/load-module: loaded " in done.stderr
+    assert "inside the VM" not in done.stderr
+    assert re.search(r"RESULT: (\d+)/\1 checks passed \(all passed\)", out)
