@@ -37,8 +37,17 @@
  *   (buf_idx out of range), fragment, malformed (not IPv4/IPv6 TCP/UDP or
  *   bad lengths / IPv4 header checksum), bad MAC (Ethernet source is not
  *   the interface's address), not owned (source tuple registered nowhere,
- *   or its proof let it go), owned by another port.  Counters are summed locally and added to the
- *   per-CPU port and interface counters once per sync.
+ *   or its proof let it go), owned by another port.  Counters are summed
+ *   locally and added to the per-CPU port and interface counters once per
+ *   sync.
+ *
+ * PREEMPT_RT: local_bh_disable() stays preemptible there but disables
+ * migration and takes the CPU's softirq lock, so the burst keeps its CPU
+ * (smp_processor_id() is stable for the queue choice and HARD_TX_LOCK's
+ * owner) and no other BH section of that CPU, dev_queue_xmit's included,
+ * runs while we hold the TX queue lock (a sleeping lock there): the owner
+ * check against recursion stays true.  Our own per-CPU state is only the
+ * counters (this_cpu_add).
  */
 #include <linux/kernel.h>
 #include <linux/skbuff.h>
