@@ -36,8 +36,9 @@
  *                 core) and TX validation read the hash table and
  *                 iface->dev locklessly.  Writers remove with
  *                 hlist_del_rcu and free only after synchronize_net().
- *   Counters are per-CPU u64, updated with this_cpu_inc/add (safe in any
- *   context), summed locklessly by readers.
+ *   Counters are per-CPU u64_stats_t with a u64_stats_sync, updated by
+ *   ms_stat_add (any context), summed by readers with the fetch/retry
+ *   loop (ms_stats_sum).
  */
 #ifndef MS_INTERNAL_H
 #define MS_INTERNAL_H
@@ -49,6 +50,7 @@
 #include <linux/spinlock.h>
 #include <linux/wait.h>
 #include <linux/percpu.h>
+#include <linux/u64_stats_sync.h>
 #include <linux/netdevice.h>
 #include <linux/rcupdate.h>
 #include <linux/pid.h>
@@ -59,7 +61,8 @@
 #define MS_HASH_SIZE	(1U << MS_HASH_BITS)
 
 struct ms_pcpu_stats {
-	u64 c[MS_STAT_MAX];
+	u64_stats_t c[MS_STAT_MAX];
+	struct u64_stats_sync syncp;
 };
 
 /* hash key: 5 aligned u32 words for jhash2 */
@@ -159,15 +162,25 @@ static inline struct ms_netmap_slot *ms_slot(struct ms_netmap_ring *r,
 	return (struct ms_netmap_slot *)((u8 *)r + MS_RING_SLOTS_OFS) + i;
 }
 
-static inline void ms_stat_inc(struct ms_pcpu_stats __percpu *s, int idx)
-{
-	this_cpu_inc(s->c[idx]);
-}
-
+/*
+ * Any context.  RX (softirq) may interrupt a TX flush (process context) on
+ * the same CPU: the irqsave section keeps the 32-bit seqcount whole; on
+ * 64-bit it costs nothing and the add is one local64 instruction.
+ */
 static inline void ms_stat_add(struct ms_pcpu_stats __percpu *s, int idx,
 			       u64 v)
 {
-	this_cpu_add(s->c[idx], v);
+	struct ms_pcpu_stats *p = get_cpu_ptr(s);
+	unsigned long flags = u64_stats_update_begin_irqsave(&p->syncp);
+
+	u64_stats_add(&p->c[idx], v);
+	u64_stats_update_end_irqrestore(&p->syncp, flags);
+	put_cpu_ptr(s);
+}
+
+static inline void ms_stat_inc(struct ms_pcpu_stats __percpu *s, int idx)
+{
+	ms_stat_add(s, idx, 1);
 }
 
 /* ms_main.c */
@@ -201,6 +214,7 @@ int ms_port_txsync(struct ms_port *port);
 void ms_port_tx_free_pages(struct ms_port *port);
 
 /* ms_stats.c */
+struct ms_pcpu_stats __percpu *ms_stats_alloc(void);
 void ms_stats_sum(struct ms_pcpu_stats __percpu *s, u64 *out);
 int ms_stats_ioctl(struct ms_file *mf, struct ms_stats *st);
 int ms_proc_init_net(struct net *net);

@@ -130,7 +130,7 @@ static int ms_attach(struct ms_if_req *req)
 	iface = kzalloc(sizeof(*iface), GFP_KERNEL);
 	if (!iface)
 		return -ENOMEM;
-	iface->stats = alloc_percpu(struct ms_pcpu_stats);
+	iface->stats = ms_stats_alloc();
 	if (!iface->stats) {
 		err = -ENOMEM;
 		goto err_free_iface;

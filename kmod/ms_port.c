@@ -131,7 +131,7 @@ int ms_port_bind(struct ms_file *mf, struct ms_port_req *req)
 	port = kzalloc(sizeof(*port), GFP_KERNEL);
 	if (!port)
 		return -ENOMEM;
-	port->stats = alloc_percpu(struct ms_pcpu_stats);
+	port->stats = ms_stats_alloc();
 	if (!port->stats) {
 		err = -ENOMEM;
 		goto err_free_port;

@@ -4,8 +4,8 @@
  *
  * Context: process context.  Both readers take rtnl, so the interface list,
  * the ports and their registrations are stable while printed.  Per-CPU
- * counters are summed without locking (each is a naturally atomic u64 on
- * 64-bit; a reader may see a sum that misses in-flight increments).  A
+ * counters are summed with u64_stats' fetch/retry loop (whole values on
+ * 32-bit too; a reader may see a sum that misses in-flight increments).  A
  * port's TX page bytes (txmem) are read with READ_ONCE, without tx_mutex,
  * so a TX sync is never waited for.
  *
@@ -57,16 +57,36 @@ static const char *const ms_stat_names[MS_STAT_MAX] = {
 	[MS_STAT_TX_BYPASS_FALLBACK]	= "tx_bypass_fallback",
 };
 
+/* Process context; NULL on failure.  Free with free_percpu. */
+struct ms_pcpu_stats __percpu *ms_stats_alloc(void)
+{
+	struct ms_pcpu_stats __percpu *s = alloc_percpu(struct ms_pcpu_stats);
+	int cpu;
+
+	if (s)
+		for_each_possible_cpu(cpu)
+			u64_stats_init(&per_cpu_ptr(s, cpu)->syncp);
+	return s;
+}
+
+/* Any context: a consistent snapshot of each CPU's counters, summed. */
 void ms_stats_sum(struct ms_pcpu_stats __percpu *s, u64 *out)
 {
+	u64 snap[MS_STAT_MAX];
+	unsigned int start;
 	int cpu, i;
 
 	memset(out, 0, sizeof(u64) * MS_STAT_MAX);
 	for_each_possible_cpu(cpu) {
 		const struct ms_pcpu_stats *p = per_cpu_ptr(s, cpu);
 
+		do {
+			start = u64_stats_fetch_begin(&p->syncp);
+			for (i = 0; i < MS_STAT_MAX; i++)
+				snap[i] = u64_stats_read(&p->c[i]);
+		} while (u64_stats_fetch_retry(&p->syncp, start));
 		for (i = 0; i < MS_STAT_MAX; i++)
-			out[i] += READ_ONCE(p->c[i]);
+			out[i] += snap[i];
 	}
 }
 
