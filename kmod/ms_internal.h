@@ -183,9 +183,13 @@ static inline void ms_stat_inc(struct ms_pcpu_stats __percpu *s, int idx)
 	ms_stat_add(s, idx, 1);
 }
 
-/* ms_main.c */
+/* ms_iface.c */
+int ms_iface_attach(struct ms_if_req *req);
+int ms_iface_detach(struct ms_if_req *req);
 void ms_iface_put(struct ms_iface *iface);
 struct ms_iface *ms_iface_find_rtnl(struct net *net, const char *name);
+int ms_iface_init(void);
+void ms_iface_exit(void);
 
 /* ms_port.c */
 int ms_port_bind(struct ms_file *mf, struct ms_port_req *req);
