@@ -75,7 +75,7 @@ static long long proc_port_field(unsigned int id, const char *key)
 static void mem_tx(struct msport *p, const char *ifname, const char *src)
 {
 	struct ms_netmap_ring *r = p->tx;
-	uint32_t n = r->num_slots, head = r->head, tail = r->tail, k = 0;
+	uint32_t head = r->head, tail = ms_ring_tail(r), k = 0;
 	uint8_t mac[6], frame[2048];
 	struct in_addr sa;
 	struct ifreq ifr;
@@ -106,16 +106,15 @@ static void mem_tx(struct msport *p, const char *ifname, const char *src)
 	if_mac(ifname, mac);
 	build_udp_frame(frame, (size_t)len, mac, mac, sa, MEM_SPORT, sa, 9);
 	while (head != tail) {			/* n - 1 frames */
-		struct ms_netmap_slot *slot = ms_slot_at(r, head);
+		struct ms_netmap_slot *slot = ms_ring_slot(r, head);
 
-		memcpy(ms_buf(r, slot->buf_idx), frame, (size_t)len);
+		memcpy(ms_ring_buf(r, slot->buf_idx), frame, (size_t)len);
 		slot->len = (uint16_t)len;
-		head = (head + 1) & (n - 1);
+		head = ms_ring_next(r, head);
 		k++;
 	}
-	__atomic_store_n(&r->head, head, __ATOMIC_RELEASE);
-	r->cur = head;
-	if (ioctl(p->fd, MS_IOC_TXSYNC)) {
+	ms_ring_advance(r, head);
+	if (ms_txsync(p->fd)) {
 		fprintf(stderr, "ms_if: MS_IOC_TXSYNC: %s\n", strerror(errno));
 		close(s);
 		goto fail;

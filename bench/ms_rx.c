@@ -32,13 +32,12 @@ static int drain(struct msport *p, uint16_t port_be, uint64_t *pk,
 		 uint64_t *by, uint64_t *other)
 {
 	struct ms_netmap_ring *r = p->rx;
-	uint32_t n = r->num_slots, head = r->head;
-	uint32_t tail = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
+	uint32_t head = r->head, tail = ms_ring_tail(r);
 	int got = 0;
 
 	while (head != tail) {
-		struct ms_netmap_slot *s = ms_slot_at(r, head);
-		const uint8_t *f = ms_buf(r, s->buf_idx);
+		struct ms_netmap_slot *s = ms_ring_slot(r, head);
+		const uint8_t *f = ms_ring_buf(r, s->buf_idx);
 		uint16_t dport;
 
 		memcpy(&dport, f + 14 + 20 + 2, 2);
@@ -48,11 +47,10 @@ static int drain(struct msport *p, uint16_t port_be, uint64_t *pk,
 		} else {
 			(*other)++;
 		}
-		head = (head + 1) & (n - 1);
+		head = ms_ring_next(r, head);
 		got++;
 	}
-	__atomic_store_n(&r->head, head, __ATOMIC_RELEASE);
-	r->cur = head;
+	ms_ring_advance(r, head);
 	return got;
 }
 
@@ -156,7 +154,7 @@ int main(int argc, char **argv)
 	tend = t0 + secs;
 	while ((t = now_s()) < tend && !stop_flag) {
 		if (busy)
-			ioctl(p.fd, MS_IOC_RXSYNC);
+			ms_rxsync(p.fd);
 		else if (poll(&pfd, 1, 100) < 0 && errno != EINTR)
 			die("poll");
 		if (drain(&p, pbe, &pk, &by, &other))

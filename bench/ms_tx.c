@@ -38,16 +38,15 @@ static uint64_t rejects(const struct ms_stats *st)
 static uint64_t push(struct msport *p, uint32_t batch, uint16_t len)
 {
 	struct ms_netmap_ring *r = p->tx;
-	uint32_t n = r->num_slots, head = r->head, tail = r->tail, k = 0;
+	uint32_t head = r->head, tail = ms_ring_tail(r), k = 0;
 
 	while (head != tail && k < batch) {
-		ms_slot_at(r, head)->len = len;
-		head = (head + 1) & (n - 1);
+		ms_ring_slot(r, head)->len = len;
+		head = ms_ring_next(r, head);
 		k++;
 	}
-	__atomic_store_n(&r->head, head, __ATOMIC_RELEASE);
-	r->cur = head;
-	if (ioctl(p->fd, MS_IOC_TXSYNC) && errno != ENETDOWN && errno != EINTR)
+	ms_ring_advance(r, head);
+	if (ms_txsync(p->fd) && errno != ENETDOWN && errno != EINTR)
 		die("MS_IOC_TXSYNC");
 	return k;
 }
@@ -108,7 +107,7 @@ int main(int argc, char **argv)
 	}
 	/* every TX buffer holds the frame once and for all */
 	for (i = 0; i < p.tx->num_slots; i++)
-		memcpy(ms_buf(p.tx, ms_slot_at(p.tx, i)->buf_idx), frame,
+		memcpy(ms_ring_buf(p.tx, ms_ring_slot(p.tx, i)->buf_idx), frame,
 		       (size_t)o.len);
 	fprintf(stderr, "ms_tx: ready on %s udp %s:%d -> %s:%d, %d B%s\n",
 		o.ifname, o.src, o.sport, o.dst, o.dport, o.len,

@@ -2,6 +2,7 @@
 /*
  * msport.h - a MultiStack port opened straight from the ABI header
  * (kmod/include/uapi/multistack.h): bind, mmap, register, statistics.
+ * The rings are used through kmod/include/uapi/multistack_user.h.
  */
 #ifndef BENCH_MSPORT_H
 #define BENCH_MSPORT_H
@@ -11,7 +12,7 @@
 #include <poll.h>
 #include <sys/mman.h>
 #include <linux/types.h>
-#include "uapi/multistack.h"
+#include "uapi/multistack_user.h"
 
 struct msport {
 	int fd;
@@ -20,17 +21,6 @@ struct msport {
 	struct ms_netmap_if *nifp;
 	struct ms_netmap_ring *tx, *rx;
 };
-
-static inline struct ms_netmap_slot *ms_slot_at(struct ms_netmap_ring *r,
-						uint32_t i)
-{
-	return (struct ms_netmap_slot *)((char *)r + MS_RING_SLOTS_OFS) + i;
-}
-
-static inline uint8_t *ms_buf(struct ms_netmap_ring *r, uint32_t idx)
-{
-	return (uint8_t *)r + r->buf_ofs + (size_t)idx * r->nr_buf_size;
-}
 
 /*
  * Opens /dev/multistack and binds a port on ifname with the MS_PORT_F_*
@@ -54,9 +44,9 @@ static inline int msport_open_flags(struct msport *p, const char *ifname,
 		      MAP_SHARED, p->fd, 0);
 	if (p->mem == MAP_FAILED)
 		goto err;
-	p->nifp = p->mem;
-	p->tx = (struct ms_netmap_ring *)((char *)p->mem + p->nifp->ring_ofs[0]);
-	p->rx = (struct ms_netmap_ring *)((char *)p->mem + p->nifp->ring_ofs[1]);
+	p->nifp = ms_mem_if(p->mem);
+	p->tx = ms_tx_ring(p->nifp);
+	p->rx = ms_rx_ring(p->nifp);
 	return 0;
 err:
 	{

@@ -32,30 +32,11 @@
 
 #include "ms_internal.h"
 
+#define MS_STAT_NAME(NAME, index, name, doc) [MS_STAT_##NAME] = name,
 static const char *const ms_stat_names[MS_STAT_MAX] = {
-	[MS_STAT_RX_DELIVERED]		= "rx_delivered",
-	[MS_STAT_RX_BYTES]		= "rx_bytes",
-	[MS_STAT_RX_PASSED]		= "rx_passed",
-	[MS_STAT_RX_DROP_FULL]		= "rx_drop_full",
-	[MS_STAT_RX_DROP_SIZE]		= "rx_drop_size",
-	[MS_STAT_RX_MALFORMED]		= "rx_malformed",
-	[MS_STAT_RX_FRAGMENT]		= "rx_fragment",
-	[MS_STAT_RX_VLAN]		= "rx_vlan",
-	[MS_STAT_TX_SENT]		= "tx_sent",
-	[MS_STAT_TX_BYTES]		= "tx_bytes",
-	[MS_STAT_TX_REJ_NOT_OWNED]	= "tx_rej_not_owned",
-	[MS_STAT_TX_REJ_OTHER_PORT]	= "tx_rej_other_port",
-	[MS_STAT_TX_REJ_BAD_MAC]	= "tx_rej_bad_mac",
-	[MS_STAT_TX_REJ_MALFORMED]	= "tx_rej_malformed",
-	[MS_STAT_TX_REJ_RUNT]		= "tx_rej_runt",
-	[MS_STAT_TX_REJ_OVERSIZE]	= "tx_rej_oversize",
-	[MS_STAT_TX_REJ_BAD_SLOT]	= "tx_rej_bad_slot",
-	[MS_STAT_TX_REJ_FRAGMENT]	= "tx_rej_fragment",
-	[MS_STAT_TX_ERROR]		= "tx_error",
-	[MS_STAT_RX_NOT_IP]		= "rx_not_ip",
-	[MS_STAT_RX_DROP_BAD_SLOT]	= "rx_drop_bad_slot",
-	[MS_STAT_TX_BYPASS_FALLBACK]	= "tx_bypass_fallback",
+	MS_STAT_LIST(MS_STAT_NAME)
 };
+#undef MS_STAT_NAME
 
 /* Process context; NULL on failure.  Free with free_percpu. */
 struct ms_pcpu_stats __percpu *ms_stats_alloc(void)

@@ -48,30 +48,11 @@ PROC_FILE = "/proc/net/multistack"
 ABI_VERSION = lib.MS_ABI_VERSION
 IFNAMSIZ = lib.MS_IFNAMSIZ
 
-#: Statistics names, indexed like MS_STAT_* (same names as /proc/net/multistack).
+#: Statistics names, indexed like MS_STAT_* (same names as /proc/net/multistack),
+#: from the ABI header's MS_STAT_LIST through the extension.
 STAT_NAMES: dict[int, str] = {
-    lib.MS_STAT_RX_DELIVERED: "rx_delivered",
-    lib.MS_STAT_RX_BYTES: "rx_bytes",
-    lib.MS_STAT_RX_PASSED: "rx_passed",
-    lib.MS_STAT_RX_DROP_FULL: "rx_drop_full",
-    lib.MS_STAT_RX_DROP_SIZE: "rx_drop_size",
-    lib.MS_STAT_RX_MALFORMED: "rx_malformed",
-    lib.MS_STAT_RX_FRAGMENT: "rx_fragment",
-    lib.MS_STAT_RX_VLAN: "rx_vlan",
-    lib.MS_STAT_TX_SENT: "tx_sent",
-    lib.MS_STAT_TX_BYTES: "tx_bytes",
-    lib.MS_STAT_TX_REJ_NOT_OWNED: "tx_rej_not_owned",
-    lib.MS_STAT_TX_REJ_OTHER_PORT: "tx_rej_other_port",
-    lib.MS_STAT_TX_REJ_BAD_MAC: "tx_rej_bad_mac",
-    lib.MS_STAT_TX_REJ_MALFORMED: "tx_rej_malformed",
-    lib.MS_STAT_TX_REJ_RUNT: "tx_rej_runt",
-    lib.MS_STAT_TX_REJ_OVERSIZE: "tx_rej_oversize",
-    lib.MS_STAT_TX_REJ_BAD_SLOT: "tx_rej_bad_slot",
-    lib.MS_STAT_TX_REJ_FRAGMENT: "tx_rej_fragment",
-    lib.MS_STAT_TX_ERROR: "tx_error",
-    lib.MS_STAT_RX_NOT_IP: "rx_not_ip",
-    lib.MS_STAT_RX_DROP_BAD_SLOT: "rx_drop_bad_slot",
-    lib.MS_STAT_TX_BYPASS_FALLBACK: "tx_bypass_fallback",
+    i: ffi.string(lib.ms_stat_name(i)).decode()
+    for i in range(lib.MS_STAT_MAX) if lib.ms_stat_name(i) != ffi.NULL
 }
 _RX_DROPS = ("rx_drop_full", "rx_drop_size", "rx_drop_bad_slot")
 _TX_DROPS = tuple(n for n in STAT_NAMES.values() if n.startswith("tx_rej_")) + ("tx_error",)

@@ -34,7 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../include/uapi/multistack.h"
+#include "../include/uapi/multistack_user.h"
 #include "../include/multistack_classify.h"
 
 static int failures;
@@ -58,16 +58,6 @@ struct port {
 	struct ms_netmap_if *nif;
 	struct ms_netmap_ring *tx, *rx;
 };
-
-static struct ms_netmap_slot *slot(struct ms_netmap_ring *r, uint32_t i)
-{
-	return (struct ms_netmap_slot *)((uint8_t *)r + MS_RING_SLOTS_OFS) + i;
-}
-
-static uint8_t *buf(struct ms_netmap_ring *r, uint32_t idx)
-{
-	return (uint8_t *)r + r->buf_ofs + (size_t)idx * r->nr_buf_size;
-}
 
 static int dev_open(void)
 {
@@ -106,9 +96,9 @@ static int port_open(struct port *p, uint32_t slots, uint32_t bufsz)
 		      MAP_SHARED, p->fd, 0);
 	if (p->mem == MAP_FAILED)
 		return errno;
-	p->nif = (struct ms_netmap_if *)p->mem;
-	p->tx = (struct ms_netmap_ring *)(p->mem + p->nif->ring_ofs[0]);
-	p->rx = (struct ms_netmap_ring *)(p->mem + p->nif->ring_ofs[1]);
+	p->nif = ms_mem_if(p->mem);
+	p->tx = ms_tx_ring(p->nif);
+	p->rx = ms_rx_ring(p->nif);
 	return 0;
 }
 
@@ -245,7 +235,7 @@ static int rx_wait(struct port *p, int want, int ms)
 
 		if (r < 0 || (pfd.revents & POLLERR))
 			return -1;
-		got = (p->rx->tail - p->rx->head) & (p->rx->num_slots - 1);
+		got = (int)ms_ring_space(p->rx);
 		if (got >= want)
 			break;
 		ms -= 50;
@@ -255,8 +245,8 @@ static int rx_wait(struct port *p, int want, int ms)
 
 static void rx_release(struct port *p)
 {
-	p->rx->head = p->rx->cur = p->rx->tail;
-	ioctl(p->fd, MS_IOC_RXSYNC);
+	ms_ring_advance(p->rx, ms_ring_tail(p->rx));
+	ms_rxsync(p->fd);
 }
 
 static int get_mac(const char *name, uint8_t mac[6])
@@ -354,11 +344,11 @@ static int build_udp6(uint8_t *f, const uint8_t dmac[6], const uint8_t smac[6],
 static void tx_put(struct port *p, const uint8_t *f, int len)
 {
 	struct ms_netmap_ring *r = p->tx;
-	struct ms_netmap_slot *s = slot(r, r->head);
+	struct ms_netmap_slot *s = ms_ring_slot(r, r->head);
 
-	memcpy(buf(r, s->buf_idx), f, len);
+	memcpy(ms_ring_buf(r, s->buf_idx), f, len);
 	s->len = (uint16_t)len;
-	r->head = r->cur = (r->head + 1) & (r->num_slots - 1);
+	ms_ring_advance(r, ms_ring_next(r, r->head));
 }
 
 /* ---------------- tests ---------------- */
@@ -467,10 +457,10 @@ static void test_rx(void)
 	CHECK(n == 10, "p got 10 frames (got %d)", n);
 	ok = 1;
 	for (i = 0; i < n; i++) {
-		struct ms_netmap_slot *sl = slot(p.rx, (p.rx->head + i) &
-						 (p.rx->num_slots - 1));
+		struct ms_netmap_slot *sl =
+			ms_ring_slot(p.rx, (p.rx->head + i) & (p.rx->num_slots - 1));
 		struct ms_cls_result c;
-		uint8_t *f = buf(p.rx, sl->buf_idx);
+		uint8_t *f = ms_ring_buf(p.rx, sl->buf_idx);
 
 		if (ms_classify(f, sl->len, 0, &c) != MS_CLS_OK ||
 		    c.dst_port != 8001 || sl->len != 14 + 20 + 8 + 100)
@@ -622,7 +612,7 @@ static void test_tx(void)
 	len = build_udp4(f, pmac, mac, "10.0.0.1", 9001, "10.0.0.2", rport,
 			 1600);
 	tx_put(&p, f, len);				/* oversize */
-	CHECK(ioctl(p.fd, MS_IOC_TXSYNC) == 0, "TXSYNC");
+	CHECK(ms_txsync(p.fd) == 0, "TXSYNC");
 	CHECK(p.tx->tail == ((p.tx->head + 63) & 63), "TX space reclaimed");
 	waitpid(pid, &len, 0);
 	CHECK(WIFEXITED(len) && WEXITSTATUS(len) == 3,
@@ -639,7 +629,7 @@ static void test_tx(void)
 	CHECK(st.port[MS_STAT_TX_REJ_RUNT] == 1, "rej runt");
 	CHECK(st.port[MS_STAT_TX_REJ_OVERSIZE] == 1, "rej oversize");
 	p.tx->head = 77;
-	CHECK(ioctl(p.fd, MS_IOC_TXSYNC) && errno == EINVAL,
+	CHECK(ms_txsync(p.fd) == -EINVAL,
 	      "TX head out of range -> EINVAL");
 	close(pfd[0]);
 	close(pfd[1]);
@@ -700,9 +690,9 @@ static void test_gso_tcp(void)
 	CHECK(n == 10, "10 wire-sized segments delivered (%d)", n);
 	ok = n == 10;
 	for (i = 0; i < n; i++) {
-		struct ms_netmap_slot *sl = slot(p.rx, (p.rx->head + i) &
-						 (p.rx->num_slots - 1));
-		uint8_t *f = buf(p.rx, sl->buf_idx), *ip = f + 14;
+		struct ms_netmap_slot *sl =
+			ms_ring_slot(p.rx, (p.rx->head + i) & (p.rx->num_slots - 1));
+		uint8_t *f = ms_ring_buf(p.rx, sl->buf_idx), *ip = f + 14;
 		uint32_t sum = 0;
 		int j;
 
@@ -722,10 +712,11 @@ static void test_gso_tcp(void)
 	n = rx_wait(&p, 1, 2000);
 	CHECK(n >= 1, "TCP SYN for the registered listener went to the port (%d)", n);
 	if (n >= 1) {
-		struct ms_netmap_slot *sl = slot(p.rx, p.rx->head);
+		struct ms_netmap_slot *sl = ms_ring_slot(p.rx, p.rx->head);
 		struct ms_cls_result c;
 
-		CHECK(ms_classify(buf(p.rx, sl->buf_idx), sl->len, 0, &c) == 0 &&
+		CHECK(ms_classify(ms_ring_buf(p.rx, sl->buf_idx), sl->len, 0,
+				  &c) == 0 &&
 		      c.proto == 6 && c.dst_port == tport,
 		      "it is a TCP frame for 8602");
 	}
@@ -803,8 +794,8 @@ static void test_tcp_gso(void)
 	n = rx_wait(&p, 1, 3000);
 	CHECK(n >= 1, "SYN delivered");
 	if (n >= 1) {
-		struct ms_netmap_slot *sl = slot(p.rx, p.rx->head);
-		uint8_t *syn = buf(p.rx, sl->buf_idx), *ip = f + 14, *tcp;
+		struct ms_netmap_slot *sl = ms_ring_slot(p.rx, p.rx->head);
+		uint8_t *syn = ms_ring_buf(p.rx, sl->buf_idx), *ip = f + 14, *tcp;
 		uint32_t seq = (uint32_t)syn[38] << 24 | syn[39] << 16 |
 			       syn[40] << 8 | syn[41];
 		uint16_t c;
@@ -833,21 +824,20 @@ static void test_tcp_gso(void)
 		tcp[16] = (uint8_t)(c >> 8); tcp[17] = (uint8_t)c;
 		rx_release(&p);
 		tx_put(&p, f, 14 + 44);
-		CHECK(ioctl(p.fd, MS_IOC_TXSYNC) == 0, "SYN-ACK sent");
+		CHECK(ms_txsync(p.fd) == 0, "SYN-ACK sent");
 	}
 	/* collect for 2 s */
 	for (i = 0; i < 40; i++) {
 		n = rx_wait(&p, 1, 50);
 		while (n-- > 0) {
-			struct ms_netmap_slot *sl = slot(p.rx, p.rx->head);
-			uint8_t *fr = buf(p.rx, sl->buf_idx), *ip = fr + 14;
+			struct ms_netmap_slot *sl = ms_ring_slot(p.rx, p.rx->head);
+			uint8_t *fr = ms_ring_buf(p.rx, sl->buf_idx), *ip = fr + 14;
 			int tl = (ip[2] << 8 | ip[3]) - 20;
 
 			if (sl->len > 1514 || tcp4_csum(ip, ip + 20, tl) != 0)
 				ok = 0;
 			data += tl - (ip[32] >> 4) * 4;
-			p.rx->head = p.rx->cur = (p.rx->head + 1) &
-						 (p.rx->num_slots - 1);
+			ms_ring_advance(p.rx, ms_ring_next(p.rx, p.rx->head));
 		}
 	}
 	waitpid(pid, &st, 0);
@@ -1031,7 +1021,7 @@ static void test_ipv6(void)
 		len = build_udp6(f, bc, mac, "fd00::1", 8202, "fd00::2", 5, 20);
 		tx_put(&p, f, len);
 	}
-	ioctl(p.fd, MS_IOC_TXSYNC);
+	ms_txsync(p.fd);
 	get_stats(&p, &st);
 	CHECK(st.port[MS_STAT_TX_SENT] == 1 &&
 	      st.port[MS_STAT_TX_REJ_NOT_OWNED] == 1,
@@ -1090,7 +1080,7 @@ static void test_vanish(void)
 	pfd.events = POLLIN;
 	r = poll(&pfd, 1, 1000);
 	CHECK(r == 1 && (pfd.revents & POLLERR), "poll -> POLLERR");
-	CHECK(ioctl(p.fd, MS_IOC_TXSYNC) && errno == ENXIO, "TXSYNC -> ENXIO");
+	CHECK(ms_txsync(p.fd) == -ENXIO, "TXSYNC -> ENXIO");
 	CHECK(reg_ioctl(&p, MS_IOC_REGISTER, 2, 17, "10.0.0.1", 8401, s) ==
 	      ENXIO, "REGISTER -> ENXIO");
 	close(s);

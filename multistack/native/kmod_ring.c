@@ -1,16 +1,16 @@
 /* Ring helpers of the kernel backend (multistack/kernel.py).
  *
  * The shared memory of a port is laid out as kmod/include/uapi/multistack.h
- * describes (netmap layout).  User space owns the slots [head, tail) of a
- * ring; the kernel moves tail only inside the sync ioctls and poll(), and
- * reads head there, so a release store of head and an acquire load of tail
- * are all the ordering needed.  Every index read from shared memory is
- * checked against the size of the area before it is used: a corrupt ring
- * never makes this code read or write outside the mapping.
+ * describes (netmap layout), and used through the accessors of
+ * multistack_user.h (release store of head, acquire load of tail).  Every
+ * index read from shared memory is checked against the size of the area
+ * before it is used: a corrupt ring never makes this code read or write
+ * outside the mapping.
  */
 #include "kmod.h"
 
 #include <string.h>
+#include <multistack_user.h>
 
 _Static_assert(sizeof(struct ms_netmap_slot) == 16, "slot size");
 _Static_assert(offsetof(struct ms_netmap_slot, buf_idx) == 0, "slot.buf_idx");
@@ -41,12 +41,6 @@ static inline struct ms_netmap_ring *ring_at(char *mem, int64_t ring_ofs)
 	return (struct ms_netmap_ring *)(mem + ring_ofs);
 }
 
-static inline struct ms_netmap_slot *slot_at(struct ms_netmap_ring *r,
-					     uint32_t i)
-{
-	return (struct ms_netmap_slot *)((char *)r + MS_RING_SLOTS_OFS) + i;
-}
-
 /* Offset from mem of buffer idx of ring r, or -1 when [off, off + need)
  * does not lie inside the area. */
 static int64_t buf_offset(char *mem, uint64_t mem_size, int64_t ring_ofs,
@@ -71,13 +65,13 @@ uint32_t ms_kmod_rx_collect(char *mem, uint64_t mem_size, int64_t ring_ofs,
 	struct ms_netmap_ring *r = ring_at(mem, ring_ofs);
 	uint32_t n = r->num_slots;
 	uint32_t head = r->head;
-	uint32_t tail = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
+	uint32_t tail = ms_ring_tail(r);
 	uint32_t count = 0;
 
 	if (n == 0 || head >= n || tail >= n)
 		return 0;
 	while (head != tail && count < max) {
-		struct ms_netmap_slot *s = slot_at(r, head);
+		struct ms_netmap_slot *s = ms_ring_slot(r, head);
 		uint32_t len = s->len;
 		int64_t off = buf_offset(mem, mem_size, ring_ofs, r, s->buf_idx,
 					 len);
@@ -90,17 +84,14 @@ uint32_t ms_kmod_rx_collect(char *mem, uint64_t mem_size, int64_t ring_ofs,
 			lens[count] = len;
 		}
 		count++;
-		head = head + 1 == n ? 0 : head + 1;
+		head = head + 1 == n ? 0 : head + 1;	/* within the n checked */
 	}
 	return count;
 }
 
 void ms_kmod_ring_set_head(char *mem, int64_t ring_ofs, uint32_t head)
 {
-	struct ms_netmap_ring *r = ring_at(mem, ring_ofs);
-
-	r->cur = head;
-	__atomic_store_n(&r->head, head, __ATOMIC_RELEASE);
+	ms_ring_advance(ring_at(mem, ring_ofs), head);
 }
 
 uint32_t ms_kmod_ring_avail(char *mem, int64_t ring_ofs)
@@ -108,18 +99,17 @@ uint32_t ms_kmod_ring_avail(char *mem, int64_t ring_ofs)
 	struct ms_netmap_ring *r = ring_at(mem, ring_ofs);
 	uint32_t n = r->num_slots;
 	uint32_t head = r->head;
-	uint32_t tail = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
+	uint32_t tail = ms_ring_tail(r);
 
 	if (n == 0 || head >= n || tail >= n)
 		return 0;
-	return tail >= head ? tail - head : tail + n - head;
+	return ms_ring_count(n, head, tail);
 }
 
 int ms_kmod_tx_put(char *mem, uint64_t mem_size, int64_t ring_ofs,
 		   const char *frame, uint32_t len)
 {
 	struct ms_netmap_ring *r = ring_at(mem, ring_ofs);
-	uint32_t n = r->num_slots;
 	uint32_t head = r->head;
 	struct ms_netmap_slot *s;
 	int64_t off;
@@ -128,14 +118,14 @@ int ms_kmod_tx_put(char *mem, uint64_t mem_size, int64_t ring_ofs,
 		return 0;
 	if (len > r->nr_buf_size || len > 0xffff)
 		return -1;
-	s = slot_at(r, head);
+	s = ms_ring_slot(r, head);
 	off = buf_offset(mem, mem_size, ring_ofs, r, s->buf_idx, len);
 	if (off < 0)
 		return -2;
 	memcpy(mem + off, frame, len);
 	s->len = (uint16_t)len;
 	s->flags = 0;
-	ms_kmod_ring_set_head(mem, ring_ofs, head + 1 == n ? 0 : head + 1);
+	ms_ring_advance(r, ms_ring_next(r, head));
 	return 1;
 }
 
@@ -143,16 +133,15 @@ int ms_kmod_tx_put_raw(char *mem, int64_t ring_ofs, uint32_t buf_idx,
 		       uint32_t len)
 {
 	struct ms_netmap_ring *r = ring_at(mem, ring_ofs);
-	uint32_t n = r->num_slots;
 	uint32_t head = r->head;
 	struct ms_netmap_slot *s;
 
 	if (ms_kmod_ring_avail(mem, ring_ofs) == 0)
 		return 0;
-	s = slot_at(r, head);
+	s = ms_ring_slot(r, head);
 	s->buf_idx = buf_idx;
 	s->len = (uint16_t)len;
 	s->flags = 0;
-	ms_kmod_ring_set_head(mem, ring_ofs, head + 1 == n ? 0 : head + 1);
+	ms_ring_advance(r, ms_ring_next(r, head));
 	return 1;
 }

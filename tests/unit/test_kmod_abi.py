@@ -64,14 +64,34 @@ def test_constants():
     assert lib.MS_IOC_RXSYNC == (0xB7 << 8) | 7
 
 
-def test_stat_names_cover_the_header():
+def _stat_list():
+    """(NAME, index, name) of each MS_STAT_LIST entry, read from the header."""
     text = UAPI.read_text()
-    defined = {m.group(1).lower(): int(m.group(2))
-               for m in re.finditer(r"#define\s+MS_STAT_(\w+)\s+(\d+)", text)}
-    defined.pop("max")
-    assert sorted(kernel.STAT_NAMES) == sorted(defined.values())
-    for name, index in defined.items():
-        assert kernel.STAT_NAMES[index] == name
+    body = text[text.index("#define MS_STAT_LIST(X)"):]
+    body = body[:body.index("\n\n")]
+    return [(m.group(1), int(m.group(2)), m.group(3))
+            for m in re.finditer(r'\bX\((\w+),\s*(\d+),\s*"(\w+)"', body)]
+
+
+def test_stat_list_is_the_only_source():
+    entries = _stat_list()
+    assert len(entries) >= 22
+    # the constants the header had before the list: ABI, never renumbered
+    assert entries[:22] == [(n.upper(), i, n) for i, n in enumerate((
+        "rx_delivered", "rx_bytes", "rx_passed", "rx_drop_full", "rx_drop_size",
+        "rx_malformed", "rx_fragment", "rx_vlan", "tx_sent", "tx_bytes",
+        "tx_rej_not_owned", "tx_rej_other_port", "tx_rej_bad_mac", "tx_rej_malformed",
+        "tx_rej_runt", "tx_rej_oversize", "tx_rej_bad_slot", "tx_rej_fragment",
+        "tx_error", "rx_not_ip", "rx_drop_bad_slot", "tx_bypass_fallback"))]
+    assert len({i for _, i, _ in entries}) == len(entries)
+    for const, index, name in entries:
+        assert name == const.lower()
+        assert 0 <= index < lib.MS_STAT_MAX
+        assert getattr(lib, f"MS_STAT_{const}") == index
+    assert kernel.STAT_NAMES == {index: name for _, index, name in sorted(entries, key=lambda e: e[1])}
+    # no other MS_STAT_ constant than the list's and MS_STAT_MAX
+    defined = set(re.findall(r"#define\s+(MS_STAT_\w+)", UAPI.read_text()))
+    assert defined == {"MS_STAT_MAX", "MS_STAT_LIST", "MS_STAT_ENUM_ENTRY"}
 
 
 # -- ring helpers on a synthetic area ------------------------------------

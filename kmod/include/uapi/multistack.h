@@ -267,34 +267,44 @@ struct ms_reg_req {
 	__u8 reserved[16];		/* 0 */
 };					/* 48 bytes */
 
-/* statistics indices */
-#define MS_STAT_RX_DELIVERED	0	/* frames put in an RX ring */
-#define MS_STAT_RX_BYTES	1	/* bytes of those frames */
-#define MS_STAT_RX_PASSED	2	/* frames handed to the OS (iface) */
-#define MS_STAT_RX_DROP_FULL	3	/* matched, RX ring full: dropped */
-#define MS_STAT_RX_DROP_SIZE	4	/* matched, larger than buf_size */
-#define MS_STAT_RX_MALFORMED	5	/* malformed IP: passed to the OS */
-#define MS_STAT_RX_FRAGMENT	6	/* IP fragment: passed to the OS */
-#define MS_STAT_RX_VLAN		7	/* 802.1Q tagged: passed to the OS */
-#define MS_STAT_TX_SENT		8	/* frames given to dev_queue_xmit
-					 * (or the driver, with bypass) */
-#define MS_STAT_TX_BYTES	9
-#define MS_STAT_TX_REJ_NOT_OWNED 10	/* source tuple registered nowhere,
-					 * or its proof let it go */
-#define MS_STAT_TX_REJ_OTHER_PORT 11	/* source tuple owned by another port */
-#define MS_STAT_TX_REJ_BAD_MAC	12	/* Ethernet source != interface MAC */
-#define MS_STAT_TX_REJ_MALFORMED 13	/* not IPv4/IPv6 TCP/UDP, bad lengths */
-#define MS_STAT_TX_REJ_RUNT	14	/* len < MS_MIN_FRAME */
-#define MS_STAT_TX_REJ_OVERSIZE	15	/* len > MTU + 14 or > buf_size */
-#define MS_STAT_TX_REJ_BAD_SLOT	16	/* buf_idx out of range */
-#define MS_STAT_TX_REJ_FRAGMENT	17	/* IP fragment */
-#define MS_STAT_TX_ERROR	18	/* alloc failure, device down/error */
-#define MS_STAT_RX_NOT_IP	19	/* not IPv4/IPv6 TCP/UDP: passed */
-#define MS_STAT_RX_DROP_BAD_SLOT 20	/* matched, RX slot buf_idx corrupt */
-#define MS_STAT_TX_BYPASS_FALLBACK 21	/* bypass asked, frame sent through
-					 * dev_queue_xmit instead: TX queue
-					 * stopped or busy, no carrier (also
-					 * in TX_SENT or TX_ERROR) */
+/*
+ * Statistics: the one list of counters.  X(NAME, index, "name", "meaning")
+ * defines MS_STAT_<NAME> = index (indices are ABI: never renumbered or
+ * reused) and the counter's name in /proc/net/multistack and in the Python
+ * library (NAME in lower case).  A new counter is one new line here, with
+ * the next free index below MS_STAT_MAX.
+ */
+#define MS_STAT_LIST(X)										\
+	X(RX_DELIVERED, 0, "rx_delivered", "frames put in an RX ring")				\
+	X(RX_BYTES, 1, "rx_bytes", "bytes of those frames")					\
+	X(RX_PASSED, 2, "rx_passed", "frames handed to the OS (iface)")				\
+	X(RX_DROP_FULL, 3, "rx_drop_full", "matched, RX ring full: dropped")			\
+	X(RX_DROP_SIZE, 4, "rx_drop_size", "matched, larger than buf_size")			\
+	X(RX_MALFORMED, 5, "rx_malformed", "malformed IP: passed to the OS")			\
+	X(RX_FRAGMENT, 6, "rx_fragment", "IP fragment: passed to the OS")			\
+	X(RX_VLAN, 7, "rx_vlan", "802.1Q tagged: passed to the OS")				\
+	X(TX_SENT, 8, "tx_sent", "frames given to dev_queue_xmit (or the driver, with bypass)")	\
+	X(TX_BYTES, 9, "tx_bytes", "bytes of those frames")					\
+	X(TX_REJ_NOT_OWNED, 10, "tx_rej_not_owned", "source tuple registered nowhere, "		\
+	  "or its proof let it go")								\
+	X(TX_REJ_OTHER_PORT, 11, "tx_rej_other_port", "source tuple owned by another port")	\
+	X(TX_REJ_BAD_MAC, 12, "tx_rej_bad_mac", "Ethernet source != interface MAC")		\
+	X(TX_REJ_MALFORMED, 13, "tx_rej_malformed", "not IPv4/IPv6 TCP/UDP, bad lengths")	\
+	X(TX_REJ_RUNT, 14, "tx_rej_runt", "len < MS_MIN_FRAME")					\
+	X(TX_REJ_OVERSIZE, 15, "tx_rej_oversize", "len > MTU + 14 or > buf_size")		\
+	X(TX_REJ_BAD_SLOT, 16, "tx_rej_bad_slot", "buf_idx out of range")			\
+	X(TX_REJ_FRAGMENT, 17, "tx_rej_fragment", "IP fragment")				\
+	X(TX_ERROR, 18, "tx_error", "alloc failure, device down/error")				\
+	X(RX_NOT_IP, 19, "rx_not_ip", "not IPv4/IPv6 TCP/UDP: passed")				\
+	X(RX_DROP_BAD_SLOT, 20, "rx_drop_bad_slot", "matched, RX slot buf_idx corrupt")		\
+	X(TX_BYPASS_FALLBACK, 21, "tx_bypass_fallback", "bypass asked, frame sent through "	\
+	  "dev_queue_xmit instead: TX queue stopped or busy, no carrier "			\
+	  "(also in TX_SENT or TX_ERROR)")
+
+#define MS_STAT_ENUM_ENTRY(NAME, index, name, doc) MS_STAT_##NAME = (index),
+enum { MS_STAT_LIST(MS_STAT_ENUM_ENTRY) };
+#undef MS_STAT_ENUM_ENTRY
+
 #define MS_STAT_MAX		32	/* size of the arrays below */
 
 #define MS_MIN_FRAME		(14 + 20 + 8)
