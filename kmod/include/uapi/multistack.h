@@ -170,6 +170,9 @@
  *   lengths and IPv4 header checksum.  802.1Q-tagged frames, IPv4/IPv6
  *   fragments, other protocols and malformed frames are passed to the OS
  *   stack untouched (counted).  L4 checksums are not verified by the kernel.
+ *   An IPv6 routing header of type 0 (deprecated, RFC 5095) makes a frame
+ *   malformed: passed to the OS on RX, refused on TX
+ *   (MS_STAT_TX_REJ_MALFORMED); other routing header types are walked over.
  */
 #ifndef _UAPI_MULTISTACK_H
 #define _UAPI_MULTISTACK_H
