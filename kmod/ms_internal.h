@@ -8,9 +8,12 @@
  *             port bound to it.  Owns the RCU hash table of registrations
  *             and the per-CPU interface counters.
  *   ms_port   one per /dev/multistack fd bound with MS_IOC_PORT_BIND.  Owns
- *             the shared memory (vmalloc_user), the rings' kernel-side
- *             indices and its registrations.  Freed in release() (last
- *             reference of the file, so after every munmap).
+ *             the shared memory (pages charged to the opener's memory
+ *             cgroup, vmapped), the rings' kernel-side indices and its
+ *             registrations; holds a reference on the opener's user_struct
+ *             while its pages are charged to that user's locked_vm
+ *             (RLIMIT_MEMLOCK).  Freed in release() (last reference of the
+ *             file, so after every munmap); the charge goes back then.
  *   ms_reg    one registered 3-tuple: in the iface hash table (RCU) and on
  *             its port's list; holds a reference on the proving socket's
  *             file until it is removed.
@@ -20,7 +23,9 @@
  *                 port->regs, hash-table writers, iface->dev publication,
  *                 port->dead.  Taken by the ioctls (process context), by
  *                 release(), by /proc readers; held by the netdevice
- *                 notifier.
+ *                 notifier.  Never held while a port's memory is charged,
+ *                 allocated or freed (up to MS_MAX_MEM: bind does that
+ *                 between two short rtnl sections, release after its one).
  *   port->tx_mutex  serialises TX sync (ioctl / poll, process context);
  *                 guards tx_hwcur and tx_pages (except tx_pages.bytes,
  *                 which /proc reads with READ_ONCE, without the mutex).
@@ -110,8 +115,13 @@ struct ms_port {
 	struct pid *pid;
 	bool dead;				/* WRITE_ONCE under rtnl */
 
-	void *mem;
+	void *mem;				/* vmap of pages[] */
+	struct page **pages;
+	u32 npages;
 	u32 mem_size;
+	struct user_struct *user;		/* charged, or NULL when the
+						 * opener had CAP_IPC_LOCK */
+	unsigned long locked;			/* pages charged to user */
 	u32 tx_slots, rx_slots, buf_size, nbufs;
 	struct ms_netmap_if *nifp;
 	struct ms_netmap_ring *tx;

@@ -117,6 +117,11 @@ class InvalidRequestError(KernelModuleError):
     """EINVAL: a malformed request (bad sizes, flags, reserved bytes...)."""
 
 
+class LockedMemoryLimitError(KernelModuleError):
+    """ENOBUFS on a new port: its memory would take this user's locked
+    memory past RLIMIT_MEMLOCK (``ulimit -l``; CAP_IPC_LOCK is exempt)."""
+
+
 class PortDeadError(PortClosedError):
     """ENXIO: the port's interface was detached or vanished; only close() helps."""
 
@@ -196,6 +201,39 @@ _REGISTER = {
     E.EINVAL: (MalformedRegistrationError, "malformed registration"),
     E.ENOENT: (NotRegisteredError, "not registered to this port"),
 }
+
+
+_BIND = {
+    E.ENOBUFS: (LockedMemoryLimitError, "the port's memory would pass this user's "
+                                        "locked-memory limit (RLIMIT_MEMLOCK)"),
+    E.ENOMEM: (KernelModuleError, "out of memory for the port (the kernel's, or "
+                                  "this memory cgroup's limit)"),
+}
+
+
+def port_memory(mtu: int, tx_slots: int = 0, rx_slots: int = 0, buf_size: int = 0) -> int:
+    """The mmap size (mem_size) of a port with these parameters on an
+    interface of this MTU, laid out as the module does (0 = its default)."""
+    page = mmap.PAGESIZE
+    up = lambda n, a: -(-n // a) * a  # noqa: E731
+    tx = tx_slots or lib.MS_DEFAULT_SLOTS
+    rx = rx_slots or lib.MS_DEFAULT_SLOTS
+    bs = buf_size or max(lib.MS_DEFAULT_BUF_SIZE, up(mtu + 18, 64))
+    rings = sum(up(lib.MS_RING_SLOTS_OFS + n * ffi.sizeof("struct ms_netmap_slot"), page)
+                for n in (tx, rx))
+    return lib.MS_IF_SIZE + rings + up((tx + rx) * bs, page)
+
+
+def _memlock_error(what: str, mem_size: int) -> LockedMemoryLimitError:
+    import resource
+    limit = resource.getrlimit(resource.RLIMIT_MEMLOCK)[0]
+    shown = "unlimited" if limit == resource.RLIM_INFINITY else f"{limit} bytes"
+    need = mem_size + lib.MS_TX_MEM_MAX
+    return LockedMemoryLimitError(
+        f"{what}: the port's {need} bytes of locked memory ({mem_size} mapped + "
+        f"{lib.MS_TX_MEM_MAX} of TX pages) would pass RLIMIT_MEMLOCK ({shown}), which "
+        f"counts all of this user's ports, AF_XDP sockets and io_uring rings: raise the "
+        f"limit (ulimit -l) or grant CAP_IPC_LOCK [ENOBUFS]", E.ENOBUFS)
 
 
 def _error(err: int, what: str, *tables: dict) -> MultiStackError:
@@ -456,7 +494,11 @@ class KernelPort(Port):
             req.flags = lib.MS_PORT_F_QDISC_BYPASS if qdisc_bypass else 0
             err = lib.ms_kmod_ioctl(fd, lib.MS_IOC_PORT_BIND, req)
             if err:
-                raise _error(err, f"port on {ifname}", _ATTACH, _PORT)
+                what = f"port on {ifname}"
+                if err == -E.ENOBUFS:
+                    raise _memlock_error(what, port_memory(self.mtu, tx_slots, rx_slots,
+                                                           buf_size))
+                raise _error(err, what, _BIND, _ATTACH, _PORT)
             self.port_id = int(req.port_id)
             self.qdisc_bypass = bool(req.flags & lib.MS_PORT_F_QDISC_BYPASS)
             self.mem_size = int(req.mem_size)

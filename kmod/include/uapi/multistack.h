@@ -114,7 +114,16 @@
  *   EADDRINUSE      REGISTER: the 3-tuple is already registered on this
  *                   interface (by any port, this one included).
  *   ENOSPC          REGISTER: port already holds MS_MAX_REGS tuples.
- *   ENOMEM          allocation failure.
+ *   ENOBUFS         PORT_BIND: the port's pages would take the caller's
+ *                   user past the caller's RLIMIT_MEMLOCK.  A port
+ *                   charges mem_size plus MS_TX_MEM_MAX bytes (the TX
+ *                   frame pages it may hold) to its opener's user, in the
+ *                   same locked_vm count AF_XDP and io_uring charge, from
+ *                   bind until the port ends (close and munmap); openers
+ *                   with CAP_IPC_LOCK are not charged.
+ *   ENOMEM          allocation failure; PORT_BIND also when the port's
+ *                   memory (charged to the caller's memory cgroup) would
+ *                   pass that cgroup's limit.
  *   ENETDOWN        TXSYNC: interface is down (slots are consumed and
  *                   counted as MS_STAT_TX_ERROR).
  *   EFAULT          bad user pointer.
@@ -193,6 +202,9 @@
 #define MS_DEFAULT_BUF_SIZE	2048
 #define MS_MAX_MEM		(64 * 1024 * 1024)
 #define MS_MAX_REGS		1024
+#define MS_TX_MEM_MAX		(128 * 1024)	/* TX frame pages a port may
+						 * hold (4 KiB pages), charged
+						 * with mem_size (ENOBUFS) */
 
 /* families and protocols (numerically equal to AF_* / IPPROTO_*) */
 #define MS_FAMILY_INET		2
