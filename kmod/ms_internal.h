@@ -56,6 +56,7 @@
 #include <linux/netdevice.h>
 #include <linux/rcupdate.h>
 #include <linux/pid.h>
+#include <linux/uidgid.h>
 
 #include "include/uapi/multistack.h"
 
@@ -113,6 +114,7 @@ struct ms_port {
 	u32 nregs;				/* rtnl */
 	u32 id;
 	struct pid *pid;
+	kuid_t uid;				/* opener's euid, for /proc */
 	bool dead;				/* WRITE_ONCE under rtnl */
 
 	void *mem;				/* vmap of pages[] */

@@ -294,6 +294,7 @@ int ms_port_bind(struct ms_file *mf, struct ms_port_req *req)
 	port->qdisc_bypass = req->flags & MS_PORT_F_QDISC_BYPASS;
 	port->id = (u32)atomic_inc_return(&ms_port_ids);
 	port->pid = get_task_pid(current, PIDTYPE_TGID);
+	port->uid = current_euid();
 	list_add_tail(&port->node, &iface->ports);
 	atomic_inc(&ms_live_ports);
 	smp_store_release(&mf->port, port);

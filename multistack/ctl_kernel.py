@@ -2,8 +2,10 @@
 
     multistack-ctl attach IFACE      attach MultiStack to IFACE (CAP_NET_ADMIN)
     multistack-ctl detach IFACE      detach it; ports on IFACE become dead
-    multistack-ctl list              attached interfaces, ports (owning pid)
-                                     and their registered 3-tuples
+    multistack-ctl list              attached interfaces, ports (owning uid;
+                                     pid and command of one's own ports, of
+                                     all with CAP_NET_ADMIN) and their
+                                     registered 3-tuples
     multistack-ctl stats [IFACE]     counters per interface and per port
 
 Every subcommand takes ``--json``.  Errors the user can cause (module not
@@ -87,10 +89,16 @@ def cmd_list(args: argparse.Namespace) -> int:
         lines.append(f"{iface['name']} (ifindex {iface.get('ifindex', '?')}): "
                      f"{n} port{'s' if n != 1 else ''}")
         for port in iface["ports"]:
+            # pid None: another user's port, which the module shows only
+            # to CAP_NET_ADMIN (as ss -p); its command is not ours to show
             pid = port.get("pid")
-            comm = _comm(pid) if isinstance(pid, int) and pid > 0 else "?"
+            if pid is None:
+                comm = None
+            else:
+                comm = _comm(pid) if isinstance(pid, int) and pid > 0 else "?"
             entry = {
-                "id": port["id"], "pid": pid, "command": comm, "dead": port["dead"],
+                "id": port["id"], "pid": pid, "command": comm, "uid": port.get("uid"),
+                "dead": port["dead"],
                 "tx_slots": port.get("tx_slots"), "rx_slots": port.get("rx_slots"),
                 "buf_size": port.get("buf_size"), "mem": port.get("mem"),
                 "txmem": port.get("txmem"),
@@ -100,7 +108,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             state = "  DEAD" if port["dead"] else ""
             # kernel-private pages for TX frames (not in mem, the mmap size)
             txmem = f" + tx pages {port['txmem']} B" if "txmem" in port else ""
-            lines.append(f"  port {port['id']}  pid {pid} ({comm})  "
+            owner = (f"uid {port['uid']}  " if "uid" in port else "") + (
+                "pid - (-)" if pid is None else f"pid {pid} ({comm})")
+            lines.append(f"  port {port['id']}  {owner}  "
                          f"slots tx {port.get('tx_slots')} rx {port.get('rx_slots')}  "
                          f"buf {port.get('buf_size')} B  mem {port.get('mem')} B"
                          f"{txmem}{state}")

@@ -337,11 +337,12 @@ def parse_proc(text: str) -> list[dict]:
     """Parse ``/proc/net/multistack`` into a list of attached interfaces::
 
         [{"name", "ifindex", "counters": {...},
-          "ports": [{"id", "pid", "tx_slots", ..., "mem", "txmem", "dead",
+          "ports": [{"id", "pid", "uid", "tx_slots", ..., "mem", "txmem", "dead",
                      "counters": {...},
                      "registrations": [{"family", "proto", "address", "port"}]}]}]
 
-    Unknown keys are kept; unknown lines are ignored.
+    ``pid`` is None where the module hides it (another user's port, read
+    without CAP_NET_ADMIN).  Unknown keys are kept; unknown lines are ignored.
     """
     ifaces: list[dict] = []
     ports: dict[int, dict] = {}
@@ -364,6 +365,8 @@ def parse_proc(text: str) -> list[dict]:
             for k, v in pairs.items():
                 (port["counters"] if k in known else port)[k] = v
             port["dead"] = bool(port.get("dead", 0))
+            if not isinstance(port.get("pid"), int):
+                port["pid"] = None          # "-": another user's port
             ports[port["id"]] = port
             owner = next((i for i in ifaces if i["name"] == port.get("iface")), None)
             if owner is None and ifaces:

@@ -38,6 +38,10 @@ def _fill(ifname, params, most=64):
     raise AssertionError(f"{most} ports and no limit")
 
 
+def _ports_of(uid):
+    return [p for p in kernel.list_ports() if p.get("uid") == uid]
+
+
 def test_unprivileged_ports_are_charged_to_rlimit_memlock(topo):
     """4.5 ports' worth of RLIMIT_MEMLOCK: 4 open, the 5th fails with
     ENOBUFS naming the limit; root's ports and the OS stack work meanwhile;
@@ -47,7 +51,8 @@ def test_unprivileged_ports_are_charged_to_rlimit_memlock(topo):
     def child(chan):
         ports, exc = _fill(topo.if_a, SMALL)
         first = {"count": len(ports), "errno": exc.errno, "message": str(exc),
-                 "sizes": sorted({p.mem_size for p in ports})}
+                 "sizes": sorted({p.mem_size for p in ports}),
+                 "listed": len(_ports_of(ku.NOBODY))}
         chan.send(first)
         chan.recv()
         for p in ports:
@@ -76,11 +81,13 @@ def test_unprivileged_ports_are_charged_to_rlimit_memlock(topo):
     finally:
         c.kill()
     assert first["count"] == 4, first
+    assert first["listed"] == 4          # the refused bind left no port behind
     assert first["sizes"] == [kernel.port_memory(MTU, **SMALL)]
     assert first["errno"] == errno.ENOBUFS
     assert "RLIMIT_MEMLOCK" in first["message"] and str(limit) in first["message"]
     assert str(charge(SMALL)) in first["message"]
     assert again == {"again": 4, "errno": errno.ENOBUFS}
+    assert _ports_of(ku.NOBODY) == []
 
 
 def test_charge_returns_when_the_opener_dies(topo):
@@ -101,6 +108,7 @@ def test_charge_returns_when_the_opener_dies(topo):
         assert c.recv() == 3
     finally:
         c.kill()
+    assert ku.eventually(lambda: _ports_of(ku.NOBODY) == [])
     assert ku.Child(count, uid=ku.NOBODY, memlock=limit).result() == [3, errno.ENOBUFS]
 
 

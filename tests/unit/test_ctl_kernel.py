@@ -82,3 +82,15 @@ def test_nothing_attached(no_module, capsys):
     assert "no interface attached" in capsys.readouterr().out
     assert ctl.main(["--json", "list"]) == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+def test_list_hides_what_the_module_hides(no_module, capsys):
+    """"pid -": another user's port, seen without CAP_NET_ADMIN."""
+    (no_module / "multistack").write_text("")
+    (no_module / "proc").write_text(
+        PROC.format(pid="-").replace(" tx_slots", " uid 1000 tx_slots"))
+    assert ctl.main(["list"]) == 0
+    assert "port 1  uid 1000  pid - (-)  slots" in capsys.readouterr().out
+    assert ctl.main(["list", "--json"]) == 0
+    port = json.loads(capsys.readouterr().out)[0]["ports"][0]
+    assert (port["pid"], port["command"], port["uid"]) == (None, None, 1000)

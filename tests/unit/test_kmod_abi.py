@@ -293,3 +293,9 @@ def test_memlock_error_names_the_limit():
     assert (str(limit) if limit != resource.RLIM_INFINITY else "unlimited") in str(exc)
     assert str(45056 + 128 * 1024) in str(exc)
 
+
+def test_parse_proc_hidden_pid():
+    line = ("iface v ifindex 2 ports 1\n"
+            "port 4 iface v pid - uid 1000 tx_slots 8 rx_slots 8 buf_size 2048 mem 45056\n")
+    (port,) = kernel.parse_proc(line)[0]["ports"]
+    assert (port["pid"], port["uid"]) == (None, 1000)

@@ -172,7 +172,9 @@
  *   counters, iface[] those of its interface.  On an unbound fd, ifname
  *   names an attached interface in the caller's namespace: iface[] is
  *   filled and port[] is zero.  Counters are monotonic u64.
- *   Also readable as text in /proc/net/multistack (per network namespace).
+ *   Also readable as text in /proc/net/multistack (per network namespace),
+ *   where a port's pid is shown only to its opener's euid and to
+ *   CAP_NET_ADMIN ("-" to others); its tuples and uid to everyone.
  *
  * RX classification (see multistack_classify.h): a frame is looked up only
  *   if it is untagged Ethernet carrying IPv4/IPv6 + TCP/UDP with correct
