@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 from .errors import MultiStackError, PortClosedError, RegistrationError
 from .port import PROTOCOLS, Frame, Port, PortStats
+from .text import printable
 
 try:
     from ._native import ffi, lib
@@ -259,9 +260,10 @@ def _open_device(flags: int = os.O_RDWR) -> int:
 
 
 def _ifname_bytes(ifname: str) -> bytes:
-    raw = ifname.encode()
+    raw = os.fsencode(ifname)
     if not 0 < len(raw) < IFNAMSIZ or b"\0" in raw:
-        raise NoSuchInterfaceError(f"{ifname!r}: not a valid interface name", E.ENODEV)
+        raise NoSuchInterfaceError(f"{printable(ifname)}: not a valid interface name",
+                                   E.ENODEV)
     return raw
 
 
@@ -284,7 +286,7 @@ def _if_request(op: int, ifname: str, what: str) -> None:
     finally:
         os.close(fd)
     if err:
-        raise _error(err, f"{what} {ifname}", _ATTACH)
+        raise _error(err, f"{what} {printable(ifname)}", _ATTACH)
 
 
 def attach(ifname: str) -> None:
@@ -312,7 +314,7 @@ def interface_stats(ifname: str) -> dict[str, int]:
     finally:
         os.close(fd)
     if err:
-        raise _error(err, f"stats {ifname}", _ATTACH)
+        raise _error(err, f"stats {printable(ifname)}", _ATTACH)
     return _counters(st.iface)
 
 
@@ -394,7 +396,8 @@ def status() -> list[dict]:
         path = PROC_FILE
         if PROC_FILE == "/proc/net/multistack" and os.path.exists("/proc/thread-self/net"):
             path = "/proc/thread-self/net/multistack"
-        with open(path) as f:
+        # an interface name may hold bytes that are not UTF-8
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
             text = f.read()
     except FileNotFoundError:
         if not module_loaded():
@@ -450,11 +453,12 @@ def _link_info(ifname: str) -> tuple[bytes, int, int]:
     SIOCGIFHWADDR, SIOCGIFMTU = 0x8927, 0x8921
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        name = struct.pack("16s16x", ifname.encode())
+        name = struct.pack("16s16x", os.fsencode(ifname))
         hw = fcntl.ioctl(s.fileno(), SIOCGIFHWADDR, name)
         mtu = fcntl.ioctl(s.fileno(), SIOCGIFMTU, name)
     except OSError as exc:
-        raise NoSuchInterfaceError(f"{ifname}: {exc.strerror}", exc.errno) from None
+        raise NoSuchInterfaceError(f"{printable(ifname)}: {exc.strerror}",
+                                   exc.errno) from None
     finally:
         s.close()
     return hw[18:24], struct.unpack_from("i", mtu, 16)[0], socket.if_nametoindex(ifname)
@@ -497,7 +501,7 @@ class KernelPort(Port):
             req.flags = lib.MS_PORT_F_QDISC_BYPASS if qdisc_bypass else 0
             err = lib.ms_kmod_ioctl(fd, lib.MS_IOC_PORT_BIND, req)
             if err:
-                what = f"port on {ifname}"
+                what = f"port on {printable(ifname)}"
                 if err == -E.ENOBUFS:
                     raise _memlock_error(what, port_memory(self.mtu, tx_slots, rx_slots,
                                                            buf_size))
@@ -509,7 +513,7 @@ class KernelPort(Port):
                 mm = mmap.mmap(fd, self.mem_size, mmap.MAP_SHARED,
                                mmap.PROT_READ | mmap.PROT_WRITE)
             except OSError as exc:
-                raise _error(exc.errno or E.EINVAL, f"mmap of port on {ifname}", _PORT) from None
+                raise _error(exc.errno or E.EINVAL, f"mmap of port on {printable(ifname)}", _PORT) from None
         except BaseException:
             os.close(fd)
             raise
@@ -548,7 +552,7 @@ class KernelPort(Port):
     # -- helpers
     def _check_open(self) -> None:
         if self._closed:
-            raise PortClosedError(f"kernel port on {self.name} is closed")
+            raise PortClosedError(f"kernel port on {printable(self.name)} is closed")
 
     def _ioctl(self, op: int, arg, what: str, *tables: dict) -> None:
         err = lib.ms_kmod_ioctl(self._fd, op, arg if arg is not None else ffi.NULL)

@@ -82,6 +82,14 @@ def test_attach_list_stats_detach(bare_topo, ctl):
     assert r.returncode == 0 and json.loads(r.stdout) == []
 
 
+def test_names_with_control_characters_print_on_one_line(topo, ctl):
+    for name in ("ms0\n", "ms0\x1b[2J", "x\n" * 7):
+        r = ctl("attach", name)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+        assert "\x1b" not in r.stderr and r.stdout == ""
+    assert "attach ms0\\n: " in ctl("attach", "ms0\n").stderr
+
+
 def test_other_users_ports_show_no_pid(topo, ctl):
     """/proc/net/multistack and `multistack-ctl list`: a user sees the pid
     and command of its own ports only; root (CAP_NET_ADMIN) sees all.
