@@ -478,6 +478,11 @@ class KernelPort(Port):
     ``PACKET_QDISC_BYPASS``: cheaper per frame, but the interface's qdisc
     (tc, netem, shaping) never sees them.  Validation and counters are the
     same either way.
+
+    The port's memory (``mem_size`` plus ``MS_TX_MEM_MAX`` of TX pages) is
+    charged to this user's RLIMIT_MEMLOCK unless the process has
+    CAP_IPC_LOCK (:class:`LockedMemoryLimitError` past it; see
+    :func:`port_memory`) and to its memory cgroup, until the port ends.
     """
 
     def __init__(self, ifname: str, *, tx_slots: int = 0, rx_slots: int = 0,

@@ -120,7 +120,8 @@
  *                   frame pages it may hold) to its opener's user, in the
  *                   same locked_vm count AF_XDP and io_uring charge, from
  *                   bind until the port ends (close and munmap); openers
- *                   with CAP_IPC_LOCK are not charged.
+ *                   with CAP_IPC_LOCK (in the initial user namespace) are
+ *                   not charged.
  *   ENOMEM          allocation failure; PORT_BIND also when the port's
  *                   memory (charged to the caller's memory cgroup) would
  *                   pass that cgroup's limit.
