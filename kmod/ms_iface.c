@@ -77,7 +77,7 @@ int ms_iface_attach(struct ms_if_req *req)
 	iface = kzalloc(sizeof(*iface), GFP_KERNEL);
 	if (!iface)
 		return -ENOMEM;
-	iface->stats = ms_stats_alloc();
+	iface->stats = ms_stats_alloc(GFP_KERNEL);
 	if (!iface->stats) {
 		err = -ENOMEM;
 		goto err_free_iface;

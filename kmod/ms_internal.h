@@ -8,9 +8,12 @@
  *             port bound to it.  Owns the RCU hash table of registrations
  *             and the per-CPU interface counters.
  *   ms_port   one per /dev/multistack fd bound with MS_IOC_PORT_BIND.  Owns
- *             the shared memory (vmalloc_user), the rings' kernel-side
- *             indices and its registrations.  Freed in release() (last
- *             reference of the file, so after every munmap).
+ *             the shared memory (pages charged to the opener's memory
+ *             cgroup, vmapped), the rings' kernel-side indices and its
+ *             registrations; holds a reference on the opener's user_struct
+ *             while its pages are charged to that user's locked_vm
+ *             (RLIMIT_MEMLOCK).  Freed in release() (last reference of the
+ *             file, so after every munmap); the charge goes back then.
  *   ms_reg    one registered 3-tuple: in the iface hash table (RCU) and on
  *             its port's list; holds a reference on the proving socket's
  *             file until it is removed.  Owns its tuple only while that
@@ -21,7 +24,9 @@
  *                 port->regs, hash-table writers, iface->dev publication,
  *                 port->dead.  Taken by the ioctls (process context), by
  *                 release(), by /proc readers; held by the netdevice
- *                 notifier.
+ *                 notifier.  Never held while a port's memory is charged,
+ *                 allocated or freed (up to MS_MAX_MEM: bind does that
+ *                 between two short rtnl sections, release after its one).
  *   port->tx_mutex  serialises TX sync (ioctl / poll, process context);
  *                 guards tx_hwcur and tx_pages (except tx_pages.bytes,
  *                 which /proc reads with READ_ONCE, without the mutex).
@@ -54,6 +59,7 @@
 #include <linux/netdevice.h>
 #include <linux/rcupdate.h>
 #include <linux/pid.h>
+#include <linux/uidgid.h>
 
 #include "include/uapi/multistack.h"
 
@@ -112,10 +118,16 @@ struct ms_port {
 	u32 nregs;				/* rtnl */
 	u32 id;
 	struct pid *pid;
+	kuid_t uid;				/* opener's euid, for /proc */
 	bool dead;				/* WRITE_ONCE under rtnl */
 
-	void *mem;
+	void *mem;				/* vmap of pages[] */
+	struct page **pages;
+	u32 npages;
 	u32 mem_size;
+	struct user_struct *user;		/* charged, or NULL when the
+						 * opener had CAP_IPC_LOCK */
+	unsigned long locked;			/* pages charged to user */
 	u32 tx_slots, rx_slots, buf_size, nbufs;
 	struct ms_netmap_if *nifp;
 	struct ms_netmap_ring *tx;
@@ -218,7 +230,7 @@ int ms_port_txsync(struct ms_port *port);
 void ms_port_tx_free_pages(struct ms_port *port);
 
 /* ms_stats.c */
-struct ms_pcpu_stats __percpu *ms_stats_alloc(void);
+struct ms_pcpu_stats __percpu *ms_stats_alloc(gfp_t gfp);
 void ms_stats_sum(struct ms_pcpu_stats __percpu *s, u64 *out);
 int ms_stats_ioctl(struct ms_file *mf, struct ms_stats *st);
 int ms_proc_init_net(struct net *net);

@@ -3,7 +3,9 @@
  * ms_port.c - ports: shared memory layout, mmap, RX sync, poll, release.
  *
  * Context and locking (see ms_internal.h):
- *   ms_port_bind       process context; takes rtnl.
+ *   ms_port_bind       process context; charges and allocates the port's
+ *                      memory without any lock, takes rtnl only to check
+ *                      the interface (before) and to link the port (after).
  *   ms_port_release    process context (file release); takes rtnl, then
  *                      waits for an RCU grace period before freeing.
  *   ms_port_mmap       process context (mmap_lock held by the caller).
@@ -11,10 +13,15 @@
  *                      when nothing changed (ms_rxsync_idle, lockless).
  *   ms_port_poll_mask  process context; RX sync + TX sync.
  *
- * Memory: one vmalloc_user() area per port, mapped whole by mmap():
+ * Memory: one area per port, mapped whole by mmap():
  *   [0, MS_IF_SIZE) netmap_if | TX ring | RX ring | buffer pool
  * every part page aligned.  The kernel never trusts anything it reads back
  * from this area: head and buf_idx are range-checked at every use.
+ * The area is zeroed order-0 pages charged to the opener's memory cgroup,
+ * vmapped with VM_USERMAP for remap_vmalloc_range().  Those pages plus the
+ * most TX frame pages the port may hold are charged to the opener's user
+ * against RLIMIT_MEMLOCK (locked_vm, as AF_XDP charges a UMEM), unless the
+ * opener has CAP_IPC_LOCK; the charge goes back when the port is freed.
  */
 #include <linux/kernel.h>
 #include <linux/slab.h>
@@ -25,6 +32,10 @@
 #include <linux/sched.h>
 #include <linux/ktime.h>
 #include <linux/log2.h>
+#include <linux/capability.h>
+#include <linux/cred.h>
+#include <linux/sched/signal.h>
+#include <linux/sched/user.h>
 
 #include "ms_internal.h"
 
@@ -57,55 +68,142 @@ static void ms_ring_init(struct ms_netmap_ring *ring, s64 buf_ofs, u32 slots,
 		ms_slot(ring, i)->buf_idx = first_buf + i;
 }
 
-/* Validates the request, allocates and lays out the port's memory. */
-static int ms_port_alloc_mem(struct ms_port *port, struct ms_port_req *req,
-			     unsigned int mtu)
-{
+/* Pages a port may hold for TX frames (ms_tx.c), charged at bind. */
+#define MS_TX_PAGES_MAX		(MS_TX_PAGES << MS_TX_PAGE_ORDER)
+static_assert(PAGE_SIZE != 4096 || MS_TX_PAGES_MAX * 4096 == MS_TX_MEM_MAX);
+
+/*
+ * The port's memory: charged to the memory cgroup; past its limit the
+ * allocation fails (ENOMEM) rather than waking the OOM killer.
+ */
+#define MS_PORT_GFP	(GFP_KERNEL_ACCOUNT | __GFP_RETRY_MAYFAIL | __GFP_NOWARN)
+
+struct ms_layout {
+	u32 tx, rx, bs;
 	size_t tx_ofs, rx_ofs, pool_ofs, total;
-	u32 tx = req->tx_slots ?: MS_DEFAULT_SLOTS;
-	u32 rx = req->rx_slots ?: MS_DEFAULT_SLOTS;
-	u32 bs = req->buf_size;
+};
+
+/* Validates the request's sizes and lays the port's memory out. */
+static int ms_port_layout(const struct ms_port_req *req, unsigned int mtu,
+			  struct ms_layout *l)
+{
 	u32 min_bs = ALIGN(mtu + 18, 64);
 
-	if (!bs)
-		bs = max_t(u32, MS_DEFAULT_BUF_SIZE, min_bs);
-	if (!ms_slots_ok(tx) || !ms_slots_ok(rx) || bs % 64 ||
-	    bs < MS_MIN_BUF_SIZE || bs > MS_MAX_BUF_SIZE || bs < min_bs)
+	l->tx = req->tx_slots ?: MS_DEFAULT_SLOTS;
+	l->rx = req->rx_slots ?: MS_DEFAULT_SLOTS;
+	l->bs = req->buf_size;
+	if (!l->bs)
+		l->bs = max_t(u32, MS_DEFAULT_BUF_SIZE, min_bs);
+	if (!ms_slots_ok(l->tx) || !ms_slots_ok(l->rx) || l->bs % 64 ||
+	    l->bs < MS_MIN_BUF_SIZE || l->bs > MS_MAX_BUF_SIZE ||
+	    l->bs < min_bs)
 		return -EINVAL;
 
-	tx_ofs = MS_IF_SIZE;
-	rx_ofs = tx_ofs + ms_ring_bytes(tx);
-	pool_ofs = rx_ofs + ms_ring_bytes(rx);
-	total = pool_ofs + PAGE_ALIGN((size_t)(tx + rx) * bs);
-	if (total > MS_MAX_MEM)
+	l->tx_ofs = MS_IF_SIZE;
+	l->rx_ofs = l->tx_ofs + ms_ring_bytes(l->tx);
+	l->pool_ofs = l->rx_ofs + ms_ring_bytes(l->rx);
+	l->total = l->pool_ofs + PAGE_ALIGN((size_t)(l->tx + l->rx) * l->bs);
+	if (l->total > MS_MAX_MEM)
 		return -EINVAL;
+	return 0;
+}
 
-	port->mem = vmalloc_user(total);	/* zeroed */
-	if (!port->mem)
+/*
+ * Charges npages to the current user's locked_vm (shared with AF_XDP and
+ * io_uring) against RLIMIT_MEMLOCK; CAP_IPC_LOCK is exempt.
+ */
+static int ms_port_charge(struct ms_port *port, unsigned long npages)
+{
+	struct user_struct *user = current_user();
+	unsigned long limit, old, new;
+
+	if (capable(CAP_IPC_LOCK))
+		return 0;
+	limit = rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
+	old = atomic_long_read(&user->locked_vm);
+	do {
+		new = old + npages;
+		if (new > limit || new < old)
+			return -ENOBUFS;
+	} while (!atomic_long_try_cmpxchg(&user->locked_vm, &old, new));
+	port->user = get_uid(user);
+	port->locked = npages;
+	return 0;
+}
+
+static void ms_port_uncharge(struct ms_port *port)
+{
+	if (!port->user)
+		return;
+	atomic_long_sub(port->locked, &port->user->locked_vm);
+	free_uid(port->user);
+	port->user = NULL;
+}
+
+static int ms_port_alloc_pages(struct ms_port *port, size_t size)
+{
+	u32 n = size >> PAGE_SHIFT, i;
+
+	port->pages = kvcalloc(n, sizeof(*port->pages), MS_PORT_GFP);
+	if (!port->pages)
 		return -ENOMEM;
-	port->mem_size = total;
-	port->tx_slots = tx;
-	port->rx_slots = rx;
-	port->buf_size = bs;
-	port->nbufs = tx + rx;
-	port->nifp = port->mem;
-	port->tx = port->mem + tx_ofs;
-	port->rx = port->mem + rx_ofs;
-	port->pool = port->mem + pool_ofs;
+	for (i = 0; i < n; i++) {
+		port->pages[i] = alloc_page(MS_PORT_GFP | __GFP_ZERO);
+		if (!port->pages[i])
+			goto err_free;
+		if (!(i % 256))
+			cond_resched();
+	}
+	/* VM_USERMAP: remap_vmalloc_range() maps the area to user space */
+	port->mem = vmap(port->pages, n, VM_MAP | VM_USERMAP, PAGE_KERNEL);
+	if (!port->mem)
+		goto err_free;
+	port->npages = n;
+	return 0;
 
-	ms_ring_init(port->tx, (s64)pool_ofs - (s64)tx_ofs, tx, bs,
+err_free:
+	while (i--)
+		__free_page(port->pages[i]);
+	kvfree(port->pages);
+	port->pages = NULL;
+	return -ENOMEM;
+}
+
+static void ms_port_free_pages(struct ms_port *port)
+{
+	u32 i;
+
+	vunmap(port->mem);
+	for (i = 0; i < port->npages; i++)
+		__free_page(port->pages[i]);
+	kvfree(port->pages);
+}
+
+/* Writes the netmap_if and ring headers into the (zeroed) area. */
+static void ms_port_init_mem(struct ms_port *port, const struct ms_layout *l)
+{
+	port->mem_size = l->total;
+	port->tx_slots = l->tx;
+	port->rx_slots = l->rx;
+	port->buf_size = l->bs;
+	port->nbufs = l->tx + l->rx;
+	port->nifp = port->mem;
+	port->tx = port->mem + l->tx_ofs;
+	port->rx = port->mem + l->rx_ofs;
+	port->pool = port->mem + l->pool_ofs;
+
+	ms_ring_init(port->tx, (s64)l->pool_ofs - (s64)l->tx_ofs, l->tx, l->bs,
 		     MS_RING_TX, 0);
-	ms_ring_init(port->rx, (s64)pool_ofs - (s64)rx_ofs, rx, bs,
-		     MS_RING_RX, tx);
+	ms_ring_init(port->rx, (s64)l->pool_ofs - (s64)l->rx_ofs, l->rx, l->bs,
+		     MS_RING_RX, l->tx);
 	port->nifp->ni_version = MS_ABI_VERSION;
 	port->nifp->ni_tx_rings = 1;
 	port->nifp->ni_rx_rings = 1;
-	port->nifp->ni_mem_size = total;
-	port->nifp->ring_ofs[0] = tx_ofs;
-	port->nifp->ring_ofs[1] = rx_ofs;
-	port->nifp->ni_nbufs = tx + rx;
-	port->nifp->ni_buf_size = bs;
-	return 0;
+	port->nifp->ni_mem_size = l->total;
+	port->nifp->ring_ofs[0] = l->tx_ofs;
+	port->nifp->ring_ofs[1] = l->rx_ofs;
+	port->nifp->ni_nbufs = l->tx + l->rx;
+	port->nifp->ni_buf_size = l->bs;
 }
 
 void ms_port_fill_info(struct ms_port *port, struct ms_port_req *req)
@@ -120,44 +218,74 @@ void ms_port_fill_info(struct ms_port *port, struct ms_port_req *req)
 	req->flags = port->qdisc_bypass ? MS_PORT_F_QDISC_BYPASS : 0;
 }
 
+/* rtnl held: the fd is no port yet and the interface is attached. */
+static int ms_port_find_rtnl(struct ms_file *mf, struct net *net,
+			     const char *name, struct ms_iface **iface,
+			     unsigned int *mtu)
+{
+	struct net_device *dev;
+
+	ASSERT_RTNL();
+	if (mf->port)
+		return -EINVAL;
+	dev = __dev_get_by_name(net, name);
+	if (!dev)
+		return -ENODEV;
+	*iface = ms_iface_find_rtnl(net, name);
+	if (!*iface)
+		return -ENOENT;
+	*mtu = READ_ONCE(dev->mtu);
+	return 0;
+}
+
 int ms_port_bind(struct ms_file *mf, struct ms_port_req *req)
 {
 	struct net *net = current->nsproxy->net_ns;
 	struct ms_iface *iface;
-	struct net_device *dev;
+	struct ms_layout lay;
 	struct ms_port *port;
+	unsigned int mtu;
 	int err;
 
-	port = kzalloc(sizeof(*port), GFP_KERNEL);
+	/* first, so that a request bound to fail allocates nothing */
+	rtnl_lock();
+	err = ms_port_find_rtnl(mf, net, req->ifname, &iface, &mtu);
+	rtnl_unlock();
+	if (err)
+		return err;
+	err = ms_port_layout(req, mtu, &lay);
+	if (err)
+		return err;
+
+	port = kzalloc(sizeof(*port), GFP_KERNEL_ACCOUNT);
 	if (!port)
 		return -ENOMEM;
-	port->stats = ms_stats_alloc();
+	port->stats = ms_stats_alloc(GFP_KERNEL_ACCOUNT);
 	if (!port->stats) {
 		err = -ENOMEM;
 		goto err_free_port;
 	}
+	err = ms_port_charge(port, (lay.total >> PAGE_SHIFT) + MS_TX_PAGES_MAX);
+	if (err)
+		goto err_free_stats;
+	/* up to MS_MAX_MEM: without rtnl, which every `ip` command needs */
+	err = ms_port_alloc_pages(port, lay.total);
+	if (err)
+		goto err_uncharge;
+	ms_port_init_mem(port, &lay);
 	INIT_LIST_HEAD(&port->regs);
 	INIT_LIST_HEAD(&port->node);
 	mutex_init(&port->tx_mutex);
 	spin_lock_init(&port->rx_lock);
 	init_waitqueue_head(&port->wq);
 
+	/*
+	 * Again: the interface may have been detached, or another bind on
+	 * this fd may have won, meanwhile.  An MTU changed since is like one
+	 * changed after bind (TX and RX check lengths per frame).
+	 */
 	rtnl_lock();
-	if (mf->port) {
-		err = -EINVAL;
-		goto err_unlock;
-	}
-	dev = __dev_get_by_name(net, req->ifname);
-	if (!dev) {
-		err = -ENODEV;
-		goto err_unlock;
-	}
-	iface = ms_iface_find_rtnl(net, req->ifname);
-	if (!iface) {
-		err = -ENOENT;
-		goto err_unlock;
-	}
-	err = ms_port_alloc_mem(port, req, READ_ONCE(dev->mtu));
+	err = ms_port_find_rtnl(mf, net, req->ifname, &iface, &mtu);
 	if (err)
 		goto err_unlock;
 	strscpy(port->nifp->ni_name, iface->name, sizeof(port->nifp->ni_name));
@@ -166,6 +294,7 @@ int ms_port_bind(struct ms_file *mf, struct ms_port_req *req)
 	port->qdisc_bypass = req->flags & MS_PORT_F_QDISC_BYPASS;
 	port->id = (u32)atomic_inc_return(&ms_port_ids);
 	port->pid = get_task_pid(current, PIDTYPE_TGID);
+	port->uid = current_euid();
 	list_add_tail(&port->node, &iface->ports);
 	atomic_inc(&ms_live_ports);
 	smp_store_release(&mf->port, port);
@@ -175,6 +304,11 @@ int ms_port_bind(struct ms_file *mf, struct ms_port_req *req)
 
 err_unlock:
 	rtnl_unlock();
+	mutex_destroy(&port->tx_mutex);
+	ms_port_free_pages(port);
+err_uncharge:
+	ms_port_uncharge(port);
+err_free_stats:
 	free_percpu(port->stats);
 err_free_port:
 	kfree(port);
@@ -194,10 +328,11 @@ void ms_port_release(struct ms_port *port)
 	ms_regs_free(&regs);
 	ms_iface_put(port->iface);
 	put_pid(port->pid);
-	vfree(port->mem);
-	free_percpu(port->stats);
 	ms_port_tx_free_pages(port);	/* skbs in flight keep theirs */
 	mutex_destroy(&port->tx_mutex);
+	ms_port_free_pages(port);
+	ms_port_uncharge(port);
+	free_percpu(port->stats);
 	kfree(port);
 	atomic_dec(&ms_live_ports);
 }

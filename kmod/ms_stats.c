@@ -12,10 +12,15 @@
  * /proc/net/multistack (one file per network namespace, lists only that
  * namespace's interfaces) is line oriented, space separated:
  *   iface <name> ifindex <n> ports <k> <counter> <value> ...
- *   port <id> iface <name> pid <pid> tx_slots <n> rx_slots <n>
- *        buf_size <n> mem <bytes> txmem <bytes> regs <n> dead <0|1>
- *        <counter> <value> ...
+ *   port <id> iface <name> pid <pid|-> uid <uid> tx_slots <n>
+ *        rx_slots <n> buf_size <n> mem <bytes> txmem <bytes> regs <n>
+ *        dead <0|1> <counter> <value> ...
  *   reg <port id> <inet|inet6> <tcp|udp> <address> <port> proof <held|released>
+ * pid is the opener's, shown only to a reader (the credentials the file
+ * was opened with) whose euid is the opener's euid (uid) or that has
+ * CAP_NET_ADMIN in the namespace's user namespace, as ss -p shows only
+ * what the reader may see; "-" otherwise.  Tuples stay visible to all, as
+ * in /proc/net/tcp.
  * mem is the port's mmap size; txmem the bytes of kernel-private pages it
  * holds for TX frames (ms_tx.c): 0 before its first send, at most
  * MS_TX_PAGES pages of order MS_TX_PAGE_ORDER.
@@ -28,6 +33,9 @@
 #include <linux/proc_fs.h>
 #include <linux/rtnetlink.h>
 #include <linux/pid.h>
+#include <linux/capability.h>
+#include <linux/cred.h>
+#include <linux/uidgid.h>
 #include <net/net_namespace.h>
 
 #include "ms_internal.h"
@@ -39,9 +47,9 @@ static const char *const ms_stat_names[MS_STAT_MAX] = {
 #undef MS_STAT_NAME
 
 /* Process context; NULL on failure.  Free with free_percpu. */
-struct ms_pcpu_stats __percpu *ms_stats_alloc(void)
+struct ms_pcpu_stats __percpu *ms_stats_alloc(gfp_t gfp)
 {
-	struct ms_pcpu_stats __percpu *s = alloc_percpu(struct ms_pcpu_stats);
+	struct ms_pcpu_stats __percpu *s = alloc_percpu_gfp(struct ms_pcpu_stats, gfp);
 	int cpu;
 
 	if (s)
@@ -135,6 +143,14 @@ static void ms_seq_reg(struct seq_file *seq, const struct ms_port *port,
 			   proto, reg->key.addr, reg->key.port, proof);
 }
 
+/* Whether the reader may see the port's pid (see the top comment). */
+static bool ms_proc_owner_visible(struct seq_file *seq, struct net *net,
+				  const struct ms_port *port)
+{
+	return uid_eq(seq->file->f_cred->euid, port->uid) ||
+	       file_ns_capable(seq->file, net->user_ns, CAP_NET_ADMIN);
+}
+
 static int ms_proc_show(struct seq_file *seq, void *v)
 {
 	struct net *net = seq_file_single_net(seq);
@@ -156,9 +172,14 @@ static int ms_proc_show(struct seq_file *seq, void *v)
 			   iface->ifindex, nports);
 		ms_seq_counters(seq, iface->stats);
 		list_for_each_entry(port, &iface->ports, node) {
+			seq_printf(seq, "port %u iface %s pid ", port->id, name);
+			if (ms_proc_owner_visible(seq, net, port))
+				seq_printf(seq, "%d", pid_vnr(port->pid));
+			else
+				seq_putc(seq, '-');
 			seq_printf(seq,
-				   "port %u iface %s pid %d tx_slots %u rx_slots %u buf_size %u mem %u txmem %u regs %u dead %d",
-				   port->id, name, pid_vnr(port->pid),
+				   " uid %u tx_slots %u rx_slots %u buf_size %u mem %u txmem %u regs %u dead %d",
+				   from_kuid_munged(seq_user_ns(seq), port->uid),
 				   port->tx_slots, port->rx_slots,
 				   port->buf_size, port->mem_size,
 				   READ_ONCE(port->tx_pages.bytes), port->nregs,

@@ -106,6 +106,8 @@ static struct ms_key *ms_tx_key(struct sk_buff *skb)
  * back, with none of the zeroing a fresh allocation costs under
  * init_on_alloc.  tp->bytes follows the pages held (at most MS_TX_PAGES)
  * for /proc/net/multistack, which reads it without tx_mutex (READ_ONCE).
+ * The pages are charged to the sender's memory cgroup; bind charged the
+ * most a port may hold to RLIMIT_MEMLOCK (ms_port.c).
  * tx_mutex held.
  */
 static void *ms_tx_frag(struct ms_port *port, u32 size)
@@ -123,7 +125,7 @@ static void *ms_tx_frag(struct ms_port *port, u32 size)
 			WRITE_ONCE(tp->bytes, tp->bytes - psize);
 		}
 		if (!page) {
-			page = alloc_pages(GFP_KERNEL | __GFP_COMP |
+			page = alloc_pages(GFP_KERNEL_ACCOUNT | __GFP_COMP |
 					   __GFP_NOWARN | __GFP_NORETRY,
 					   MS_TX_PAGE_ORDER);
 			if (page)

@@ -10,7 +10,9 @@ extension from kmod/include/multistack_classify.h::
 
 Verdicts: ``"ok"``; benign ones the module passes to the OS stack
 (``"not-ip"``, ``"vlan"``, ``"not-tcp-udp"``, ``"fragment"``); and
-malformed ones (``result.malformed``), never delivered and refused on TX.
+malformed ones (``result.malformed``), never delivered and refused on TX;
+among those ``"ipv6-routing-type-0"``, an IPv6 routing header of type 0
+(deprecated by RFC 5095).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ VERDICTS = {
     lib.MS_CLS_BAD_L4: "bad-transport-header",
     lib.MS_CLS_BAD_EXTHDR: "bad-ipv6-extension-header",
     lib.MS_CLS_BAD_FLAGS: "bad-flags",
+    lib.MS_CLS_RH0: "ipv6-routing-type-0",
 }
 PROTOCOLS = {6: "tcp", 17: "udp"}
 

@@ -1,7 +1,8 @@
 """`multistack-ctl`: inspect interfaces and drive the kernel module.
 
 User errors print one line on stderr and exit with status 2; nothing a user
-can type produces a traceback.
+can type produces a traceback.  Every line printed is one line: names are
+escaped (multistack.text).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .errors import CtlError, MultiStackError
+from .text import one_line, printable
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,7 +30,7 @@ def _emit(args: argparse.Namespace, data: object, lines: Sequence[str]) -> None:
         sys.stdout.write("\n")
     else:
         for line in lines:
-            print(line)
+            print(one_line(line))
 
 
 def cmd_version(args: argparse.Namespace) -> int:
@@ -47,7 +49,7 @@ def cmd_ifaces(args: argparse.Namespace) -> int:
     lines = []
     for iface in ifaces:
         addrs = ", ".join(iface["ipv4"] + iface["ipv6"]) or "-"
-        lines.append(f"{iface['name']:<16} {iface['mac'] or '-':<17}  {addrs}")
+        lines.append(f"{printable(iface['name']):<16} {iface['mac'] or '-':<17}  {addrs}")
     _emit(args, ifaces, lines)
     return 0
 
@@ -80,10 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json = getattr(args, "json", False)
         return args.func(args)
     except (CtlError, MultiStackError) as exc:
-        print(f"multistack-ctl: {exc}", file=sys.stderr)
+        print(one_line(f"multistack-ctl: {exc}"), file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"multistack-ctl: {exc.strerror or exc}", file=sys.stderr)
+        print(one_line(f"multistack-ctl: {exc.strerror or exc}"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

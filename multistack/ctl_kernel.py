@@ -2,13 +2,16 @@
 
     multistack-ctl attach IFACE      attach MultiStack to IFACE (CAP_NET_ADMIN)
     multistack-ctl detach IFACE      detach it; ports on IFACE become dead
-    multistack-ctl list              attached interfaces, ports (owning pid)
-                                     and their registered 3-tuples
+    multistack-ctl list              attached interfaces, ports (owning uid;
+                                     pid and command of one's own ports, of
+                                     all with CAP_NET_ADMIN) and their
+                                     registered 3-tuples
     multistack-ctl stats [IFACE]     counters per interface and per port
 
 Every subcommand takes ``--json``.  Errors the user can cause (module not
 loaded, no such interface, not attached, no permission) are one line on
-stderr and exit status 2.
+stderr and exit status 2.  Names (interfaces, commands) are printed escaped
+(multistack.text.printable): one line each, whatever bytes they hold.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import sys
 from typing import Any
 
 from .errors import CtlError
+from .text import one_line, printable
 
 
 def _kernel():
@@ -35,7 +39,7 @@ def _emit(args: argparse.Namespace, data: Any, lines: list[str]) -> None:
         sys.stdout.write("\n")
     else:
         for line in lines:
-            print(line)
+            print(one_line(line))
 
 
 def _call(fn, *a):
@@ -49,8 +53,8 @@ def _call(fn, *a):
 
 def _comm(pid: int) -> str:
     try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="surrogateescape") as f:
+            return f.read().removesuffix("\n")
     except OSError:
         return "?"
 
@@ -58,14 +62,14 @@ def _comm(pid: int) -> str:
 def cmd_attach(args: argparse.Namespace) -> int:
     kernel = _kernel()
     _call(kernel.attach, args.iface)
-    _emit(args, {"attached": args.iface}, [f"attached {args.iface}"])
+    _emit(args, {"attached": args.iface}, [f"attached {printable(args.iface)}"])
     return 0
 
 
 def cmd_detach(args: argparse.Namespace) -> int:
     kernel = _kernel()
     _call(kernel.detach, args.iface)
-    _emit(args, {"detached": args.iface}, [f"detached {args.iface}"])
+    _emit(args, {"detached": args.iface}, [f"detached {printable(args.iface)}"])
     return 0
 
 
@@ -84,13 +88,19 @@ def cmd_list(args: argparse.Namespace) -> int:
     for iface in ifaces:
         ports = []
         n = len(iface["ports"])
-        lines.append(f"{iface['name']} (ifindex {iface.get('ifindex', '?')}): "
+        lines.append(f"{printable(iface['name'])} (ifindex {iface.get('ifindex', '?')}): "
                      f"{n} port{'s' if n != 1 else ''}")
         for port in iface["ports"]:
+            # pid None: another user's port, which the module shows only
+            # to CAP_NET_ADMIN (as ss -p); its command is not ours to show
             pid = port.get("pid")
-            comm = _comm(pid) if isinstance(pid, int) and pid > 0 else "?"
+            if pid is None:
+                comm = None
+            else:
+                comm = _comm(pid) if isinstance(pid, int) and pid > 0 else "?"
             entry = {
-                "id": port["id"], "pid": pid, "command": comm, "dead": port["dead"],
+                "id": port["id"], "pid": pid, "command": comm, "uid": port.get("uid"),
+                "dead": port["dead"],
                 "tx_slots": port.get("tx_slots"), "rx_slots": port.get("rx_slots"),
                 "buf_size": port.get("buf_size"), "mem": port.get("mem"),
                 "txmem": port.get("txmem"),
@@ -100,7 +110,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             state = "  DEAD" if port["dead"] else ""
             # kernel-private pages for TX frames (not in mem, the mmap size)
             txmem = f" + tx pages {port['txmem']} B" if "txmem" in port else ""
-            lines.append(f"  port {port['id']}  pid {pid} ({comm})  "
+            owner = (f"uid {port['uid']}  " if "uid" in port else "") + (
+                "pid - (-)" if pid is None else f"pid {pid} ({printable(comm)})")
+            lines.append(f"  port {port['id']}  {owner}  "
                          f"slots tx {port.get('tx_slots')} rx {port.get('rx_slots')}  "
                          f"buf {port.get('buf_size')} B  mem {port.get('mem')} B"
                          f"{txmem}{state}")
@@ -135,7 +147,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         names = list(iface["counters"])
         for p in iface["ports"]:
             names += [n for n in p["counters"] if n not in names]
-        cols = [iface["name"]] + [f"port {p['id']}" for p in iface["ports"]]
+        cols = [printable(iface["name"])] + [f"port {p['id']}" for p in iface["ports"]]
         width = max([len(n) for n in names] + [7])
         lines.append(f"{'':<{width}}  " + "  ".join(f"{c:>12}" for c in cols))
         for name in names:

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 from .errors import MultiStackError, PortClosedError, RegistrationError
 from .port import PROTOCOLS, Frame, Port, PortStats
+from .text import printable
 
 try:
     from ._native import ffi, lib
@@ -96,6 +97,11 @@ class NotAttachedError(KernelModuleError):
 
 class InvalidRequestError(KernelModuleError):
     """EINVAL: a malformed request (bad sizes, flags, reserved bytes...)."""
+
+
+class LockedMemoryLimitError(KernelModuleError):
+    """ENOBUFS on a new port: its memory would take this user's locked
+    memory past RLIMIT_MEMLOCK (``ulimit -l``; CAP_IPC_LOCK is exempt)."""
 
 
 class PortDeadError(PortClosedError):
@@ -186,6 +192,39 @@ _REGISTER = {
 }
 
 
+_BIND = {
+    E.ENOBUFS: (LockedMemoryLimitError, "the port's memory would pass this user's "
+                                        "locked-memory limit (RLIMIT_MEMLOCK)"),
+    E.ENOMEM: (KernelModuleError, "out of memory for the port (the kernel's, or "
+                                  "this memory cgroup's limit)"),
+}
+
+
+def port_memory(mtu: int, tx_slots: int = 0, rx_slots: int = 0, buf_size: int = 0) -> int:
+    """The mmap size (mem_size) of a port with these parameters on an
+    interface of this MTU, laid out as the module does (0 = its default)."""
+    page = mmap.PAGESIZE
+    up = lambda n, a: -(-n // a) * a  # noqa: E731
+    tx = tx_slots or lib.MS_DEFAULT_SLOTS
+    rx = rx_slots or lib.MS_DEFAULT_SLOTS
+    bs = buf_size or max(lib.MS_DEFAULT_BUF_SIZE, up(mtu + 18, 64))
+    rings = sum(up(lib.MS_RING_SLOTS_OFS + n * ffi.sizeof("struct ms_netmap_slot"), page)
+                for n in (tx, rx))
+    return lib.MS_IF_SIZE + rings + up((tx + rx) * bs, page)
+
+
+def _memlock_error(what: str, mem_size: int) -> LockedMemoryLimitError:
+    import resource
+    limit = resource.getrlimit(resource.RLIMIT_MEMLOCK)[0]
+    shown = "unlimited" if limit == resource.RLIM_INFINITY else f"{limit} bytes"
+    need = mem_size + lib.MS_TX_MEM_MAX
+    return LockedMemoryLimitError(
+        f"{what}: the port's {need} bytes of locked memory ({mem_size} mapped + "
+        f"{lib.MS_TX_MEM_MAX} of TX pages) would pass RLIMIT_MEMLOCK ({shown}), which "
+        f"counts all of this user's ports, AF_XDP sockets and io_uring rings: raise the "
+        f"limit (ulimit -l) or grant CAP_IPC_LOCK [ENOBUFS]", E.ENOBUFS)
+
+
 def _error(err: int, what: str, *tables: dict) -> MultiStackError:
     """The exception for a negative/positive errno from operation ``what``."""
     err = abs(err)
@@ -209,9 +248,10 @@ def _open_device(flags: int = os.O_RDWR) -> int:
 
 
 def _ifname_bytes(ifname: str) -> bytes:
-    raw = ifname.encode()
+    raw = os.fsencode(ifname)
     if not 0 < len(raw) < IFNAMSIZ or b"\0" in raw:
-        raise NoSuchInterfaceError(f"{ifname!r}: not a valid interface name", E.ENODEV)
+        raise NoSuchInterfaceError(f"{printable(ifname)}: not a valid interface name",
+                                   E.ENODEV)
     return raw
 
 
@@ -234,7 +274,7 @@ def _if_request(op: int, ifname: str, what: str) -> None:
     finally:
         os.close(fd)
     if err:
-        raise _error(err, f"{what} {ifname}", _ATTACH)
+        raise _error(err, f"{what} {printable(ifname)}", _ATTACH)
 
 
 def attach(ifname: str) -> None:
@@ -262,7 +302,7 @@ def interface_stats(ifname: str) -> dict[str, int]:
     finally:
         os.close(fd)
     if err:
-        raise _error(err, f"stats {ifname}", _ATTACH)
+        raise _error(err, f"stats {printable(ifname)}", _ATTACH)
     return _counters(st.iface)
 
 
@@ -287,7 +327,7 @@ def parse_proc(text: str) -> list[dict]:
     """Parse ``/proc/net/multistack`` into a list of attached interfaces::
 
         [{"name", "ifindex", "counters": {...},
-          "ports": [{"id", "pid", "tx_slots", ..., "mem", "txmem", "dead",
+          "ports": [{"id", "pid", "uid", "tx_slots", ..., "mem", "txmem", "dead",
                      "counters": {...},
                      "registrations": [{"family", "proto", "address", "port",
                                         "proof"}]}]}]
@@ -296,7 +336,8 @@ def parse_proc(text: str) -> list[dict]:
     socket gave its port back, narrowed or shared its binding: then it owns
     nothing, and another registration of the tuple replaces it.
 
-    Unknown keys are kept; unknown lines are ignored.
+    ``pid`` is None where the module hides it (another user's port, read
+    without CAP_NET_ADMIN).  Unknown keys are kept; unknown lines are ignored.
     """
     ifaces: list[dict] = []
     ports: dict[int, dict] = {}
@@ -319,6 +360,8 @@ def parse_proc(text: str) -> list[dict]:
             for k, v in pairs.items():
                 (port["counters"] if k in known else port)[k] = v
             port["dead"] = bool(port.get("dead", 0))
+            if not isinstance(port.get("pid"), int):
+                port["pid"] = None          # "-": another user's port
             ports[port["id"]] = port
             owner = next((i for i in ifaces if i["name"] == port.get("iface")), None)
             if owner is None and ifaces:
@@ -348,7 +391,8 @@ def status() -> list[dict]:
         path = PROC_FILE
         if PROC_FILE == "/proc/net/multistack" and os.path.exists("/proc/thread-self/net"):
             path = "/proc/thread-self/net/multistack"
-        with open(path) as f:
+        # an interface name may hold bytes that are not UTF-8
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
             text = f.read()
     except FileNotFoundError:
         if not module_loaded():
@@ -404,11 +448,12 @@ def _link_info(ifname: str) -> tuple[bytes, int, int]:
     SIOCGIFHWADDR, SIOCGIFMTU = 0x8927, 0x8921
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        name = struct.pack("16s16x", ifname.encode())
+        name = struct.pack("16s16x", os.fsencode(ifname))
         hw = fcntl.ioctl(s.fileno(), SIOCGIFHWADDR, name)
         mtu = fcntl.ioctl(s.fileno(), SIOCGIFMTU, name)
     except OSError as exc:
-        raise NoSuchInterfaceError(f"{ifname}: {exc.strerror}", exc.errno) from None
+        raise NoSuchInterfaceError(f"{printable(ifname)}: {exc.strerror}",
+                                   exc.errno) from None
     finally:
         s.close()
     return hw[18:24], struct.unpack_from("i", mtu, 16)[0], socket.if_nametoindex(ifname)
@@ -428,6 +473,11 @@ class KernelPort(Port):
     ``PACKET_QDISC_BYPASS``: cheaper per frame, but the interface's qdisc
     (tc, netem, shaping) never sees them.  Validation and counters are the
     same either way.
+
+    The port's memory (``mem_size`` plus ``MS_TX_MEM_MAX`` of TX pages) is
+    charged to this user's RLIMIT_MEMLOCK unless the process has
+    CAP_IPC_LOCK (:class:`LockedMemoryLimitError` past it; see
+    :func:`port_memory`) and to its memory cgroup, until the port ends.
     """
 
     def __init__(self, ifname: str, *, tx_slots: int = 0, rx_slots: int = 0,
@@ -451,7 +501,11 @@ class KernelPort(Port):
             req.flags = lib.MS_PORT_F_QDISC_BYPASS if qdisc_bypass else 0
             err = lib.ms_kmod_ioctl(fd, lib.MS_IOC_PORT_BIND, req)
             if err:
-                raise _error(err, f"port on {ifname}", _ATTACH, _PORT)
+                what = f"port on {printable(ifname)}"
+                if err == -E.ENOBUFS:
+                    raise _memlock_error(what, port_memory(self.mtu, tx_slots, rx_slots,
+                                                           buf_size))
+                raise _error(err, what, _BIND, _ATTACH, _PORT)
             self.port_id = int(req.port_id)
             self.qdisc_bypass = bool(req.flags & lib.MS_PORT_F_QDISC_BYPASS)
             self.mem_size = int(req.mem_size)
@@ -459,7 +513,7 @@ class KernelPort(Port):
                 mm = mmap.mmap(fd, self.mem_size, mmap.MAP_SHARED,
                                mmap.PROT_READ | mmap.PROT_WRITE)
             except OSError as exc:
-                raise _error(exc.errno or E.EINVAL, f"mmap of port on {ifname}", _PORT) from None
+                raise _error(exc.errno or E.EINVAL, f"mmap of port on {printable(ifname)}", _PORT) from None
         except BaseException:
             os.close(fd)
             raise
@@ -498,7 +552,7 @@ class KernelPort(Port):
     # -- helpers
     def _check_open(self) -> None:
         if self._closed:
-            raise PortClosedError(f"kernel port on {self.name} is closed")
+            raise PortClosedError(f"kernel port on {printable(self.name)} is closed")
 
     def _ioctl(self, op: int, arg, what: str, *tables: dict) -> None:
         err = lib.ms_kmod_ioctl(self._fd, op, arg if arg is not None else ffi.NULL)

@@ -34,7 +34,12 @@
  * inside the frame, total length >= IHL*4 and inside the frame, header
  * checksum, fragments (MF or offset != 0); IPv6 version, payload length
  * != 0 (no jumbograms) and inside the frame, up to MS_CLS_MAX_EXTHDRS of
- * hop-by-hop / routing / destination options headers, fragment header;
+ * hop-by-hop / routing / destination options headers, fragment header; a
+ * routing header of type 0 (deprecated by RFC 5095, which the OS refuses
+ * to send) is MS_CLS_RH0, malformed: never delivered to a port (the OS
+ * stack applies RFC 5095 to it) and refused on TX; routing headers of
+ * every other type (2: Mobile IPv6, 3: RPL, 4: segment routing, ...) are
+ * walked over like the other extension headers, in both directions;
  * TCP data offset >= 5 and header inside the L3 payload; UDP length >= 8
  * and <= the L3 payload.  Ethernet padding after the IP packet is allowed.
  * L4 checksums are not verified.
@@ -75,6 +80,8 @@ typedef uint32_t ms_cls_u32;
 #define MS_CLS_BAD_L4		23	/* TCP doff < 5 / past L3, UDP len */
 #define MS_CLS_BAD_EXTHDR	24	/* IPv6 extension header past L3 */
 #define MS_CLS_BAD_FLAGS	25	/* unknown flags argument */
+#define MS_CLS_RH0		26	/* IPv6 routing header type 0 */
+#define MS_CLS_LAST		MS_CLS_RH0
 
 #define MS_CLS_IS_MALFORMED(v)	((v) >= MS_CLS_MALFORMED_MIN)
 
@@ -243,6 +250,8 @@ static inline int ms_cls_ipv6(const ms_cls_u8 *f, ms_cls_u32 avail,
 		hlen = ((ms_cls_u32)f[off + 1] + 1) * 8;
 		if (hlen > end - off)
 			return ms_cls_done(out, MS_CLS_BAD_EXTHDR);
+		if (nh == 43 && f[off + 2] == 0)	/* routing type */
+			return ms_cls_done(out, MS_CLS_RH0);
 		nh = f[off];
 		off += hlen;
 	}

@@ -23,7 +23,7 @@
 static int known_verdict(int v)
 {
 	return (v >= MS_CLS_OK && v <= MS_CLS_HDR_BEYOND) ||
-	       (v >= MS_CLS_MALFORMED_MIN && v <= MS_CLS_BAD_FLAGS);
+	       (v >= MS_CLS_MALFORMED_MIN && v <= MS_CLS_LAST);
 }
 
 static void check_ok(const struct ms_cls_result *r, uint32_t len)

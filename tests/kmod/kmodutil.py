@@ -268,3 +268,95 @@ def eventually(pred, timeout: float = 5.0, step: float = 0.05):
         if v or time.monotonic() > deadline:
             return v
         time.sleep(step)
+
+
+# -- other users ----------------------------------------------------------------
+
+NOBODY = 65534
+
+
+class Child:
+    """``fn(chan)`` run in a forked child of this test process, optionally as
+    another user (``uid``: groups dropped too, so no capability is left),
+    with a RLIMIT_MEMLOCK (``memlock`` bytes) and in a cgroup (``cgroup``: a
+    cgroup v2 directory, joined before the uid changes).
+
+    The child's imports are the parent's (a fork, no exec: the venv's
+    interpreter under /root is not for other users).  ``chan`` (and this
+    object, in the parent) exchanges JSON values: ``send`` and ``recv``.
+    :meth:`result` waits for the end and returns what ``fn`` returned, or
+    raises with the child's exception as text.
+    """
+
+    def __init__(self, fn, *, uid: int | None = None, memlock: int | None = None,
+                 cgroup: str | None = None):
+        import json
+        import resource
+        self._json = json
+        down_r, down_w = os.pipe()
+        up_r, up_w = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:                   # the child: never returns
+            status = 1
+            try:
+                os.close(down_w)
+                os.close(up_r)
+                self._r, self._w = os.fdopen(down_r, "rb", 0), os.fdopen(up_w, "wb", 0)
+                if cgroup is not None:
+                    with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
+                        f.write(str(os.getpid()))
+                if memlock is not None:
+                    resource.setrlimit(resource.RLIMIT_MEMLOCK, (memlock, memlock))
+                if uid is not None:
+                    os.setgroups([])
+                    os.setgid(uid)
+                    os.setuid(uid)
+                msg = {"result": fn(self)}
+                status = 0
+            except BaseException as exc:  # reported to the parent
+                msg = {"error": f"{type(exc).__name__}: {exc}"}
+            try:
+                self.send(msg)
+            finally:
+                os._exit(status)
+        os.close(down_r)
+        os.close(up_w)
+        self._r, self._w = os.fdopen(up_r, "rb", 0), os.fdopen(down_w, "wb", 0)
+        self._done = False
+
+    def send(self, value) -> None:
+        self._w.write(self._json.dumps(value).encode() + b"\n")
+
+    def recv(self, timeout: float = 120.0):
+        line = b""
+        deadline = time.monotonic() + timeout
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._r], [], [], left)[0]:
+                raise TimeoutError("the child said nothing")
+            chunk = self._r.read(1)
+            if not chunk:
+                raise EOFError(f"the child ended: {line!r}")
+            line += chunk
+        value = self._json.loads(line)
+        if self.pid and isinstance(value, dict) and "error" in value:
+            self._reap()
+            raise AssertionError(f"child: {value['error']}")
+        return value
+
+    def result(self, timeout: float = 120.0):
+        msg = self.recv(timeout)
+        self._reap()
+        return msg["result"]
+
+    def kill(self) -> None:
+        if not self._done:
+            os.kill(self.pid, 9)
+            self._reap()
+
+    def _reap(self) -> None:
+        if not self._done:
+            os.waitpid(self.pid, 0)
+            self._done = True
+            self._r.close()
+            self._w.close()

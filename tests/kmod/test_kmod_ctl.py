@@ -80,3 +80,61 @@ def test_attach_list_stats_detach(bare_topo, ctl):
     assert r.returncode == 2 and "no such" in r.stderr.lower()
     r = ctl("--json", "list")
     assert r.returncode == 0 and json.loads(r.stdout) == []
+
+
+def test_names_with_control_characters_print_on_one_line(topo, ctl):
+    for name in ("ms0\n", "ms0\x1b[2J", "x\n" * 7):
+        r = ctl("attach", name)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+        assert "\x1b" not in r.stderr and r.stdout == ""
+    assert "attach ms0\\n: " in ctl("attach", "ms0\n").stderr
+
+
+def test_other_users_ports_show_no_pid(topo, ctl):
+    """/proc/net/multistack and `multistack-ctl list`: a user sees the pid
+    and command of its own ports only; root (CAP_NET_ADMIN) sees all.
+    Tuples and uids are visible to all, as in /proc/net/tcp."""
+    import contextlib
+    import io
+
+    from multistack import ctl as ctl_module
+    from multistack import kernel
+
+    def child(chan):
+        p = kernel.KernelPort(topo.if_a, tx_slots=8, rx_slots=8, buf_size=2048)
+        sock = p.claim("udp", topo.a4, 9200)
+        chan.send(p.port_id)
+        root_port = chan.recv()
+        view = {str(e["id"]): [e["pid"], e["uid"], len(e["registrations"])]
+                for e in kernel.list_ports()}
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            rc = ctl_module.main(["list"])
+        lines = out.getvalue().splitlines()
+        sock.close()
+        p.close()
+        return {"view": view, "rc": rc, "me": os.getpid(), "own": p.port_id,
+                "root": root_port, "lines": lines}
+
+    c = ku.Child(child, uid=ku.NOBODY, memlock=8 << 20)
+    try:
+        mine = c.recv()
+        rp = topo.port()
+        topo.track(rp.claim("udp", topo.a4, 9201))
+        view = {e["id"]: e for e in kernel.list_ports()}
+        assert (view[mine]["pid"], view[mine]["uid"]) == (c.pid, ku.NOBODY)
+        assert (view[rp.port_id]["pid"], view[rp.port_id]["uid"]) == (os.getpid(), 0)
+        listed = ctl("list").stdout
+        assert f"port {mine}  uid {ku.NOBODY}  pid {c.pid} (" in listed
+        c.send(rp.port_id)
+        r = c.result()
+    finally:
+        c.kill()
+    assert r["view"][str(r["own"])] == [r["me"], ku.NOBODY, 1]
+    assert r["view"][str(rp.port_id)] == [None, 0, 1]
+    assert r["rc"] == 0
+    (own,) = [ln for ln in r["lines"] if ln.startswith(f"  port {r['own']} ")]
+    (root,) = [ln for ln in r["lines"] if ln.startswith(f"  port {rp.port_id} ")]
+    assert f"uid {ku.NOBODY}  pid {r['me']} (" in own
+    assert "uid 0  pid - (-)" in root
+    assert f"udp {topo.a4}:9201" in [ln.strip() for ln in r["lines"]]  # tuples stay visible

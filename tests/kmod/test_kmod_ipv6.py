@@ -92,3 +92,31 @@ def test_ipv6_extension_header_frames_go_to_the_os(topo):
     ku.peer_raw_sender().send(fr)
     got = ku.quiet_for(p, 0.5)
     assert all(b"hbh" in f for f in got)
+
+
+def test_ipv6_routing_header_type_0_goes_to_the_os(topo):
+    """RX: a routing header of type 0 (RFC 5095) is malformed to the module:
+    passed to the OS (which applies RFC 5095), counted as rx_malformed; one
+    of type 2 is walked over and the datagram delivered."""
+    import ipaddress
+    import struct
+    p = topo.port()
+    topo.track(p.claim("udp", topo.a6, 9060))
+
+    def frame(routing_type, payload):
+        seg = ku.l4(UDP, topo.b6, topo.a6, 9061, 9060, payload)
+        routing = (bytes((UDP, 2, routing_type, 0)) + bytes(4)
+                   + ipaddress.ip_address(topo.a6).packed)
+        ip6 = struct.pack("!IHBB16s16s", 6 << 28, len(routing) + len(seg), 43, 64,
+                          ipaddress.ip_address(topo.b6).packed,
+                          ipaddress.ip_address(topo.a6).packed) + routing + seg
+        return ku.eth(topo.mac_a, topo.mac_b, 0x86DD, ip6)
+
+    before = kernel.interface_stats(topo.if_a)["rx_malformed"]
+    sender = topo.track(ku.peer_raw_sender())
+    sender.send(frame(0, b"rh0"))
+    assert ku.quiet_for(p, 0.5) == []
+    assert kernel.interface_stats(topo.if_a)["rx_malformed"] == before + 1
+    sender.send(frame(2, b"rh2"))
+    got = ku.wait_frames(p, 1)
+    assert len(got) == 1 and got[0].endswith(b"rh2")

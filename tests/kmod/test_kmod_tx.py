@@ -255,3 +255,37 @@ def test_jumbo_frames_go_out_whole_beside_small_ones(topo, bypass):
     assert st["tx_sent"] == len(frames)
     assert st["tx_rej_oversize"] == 1
     assert st["tx_error"] == 0
+
+
+def _ipv6_routing_frame(topo, routing_type, segments_left, payload):
+    """UDP a6:7500 -> b6:7502 behind a routing header (one address: b6)."""
+    import ipaddress
+    seg = ku.l4(UDP, topo.a6, topo.b6, 7500, 7502, payload)
+    routing = (bytes((UDP, 2, routing_type, segments_left)) + bytes(4)
+               + ipaddress.ip_address(topo.b6).packed)
+    ip6 = struct.pack("!IHBB16s16s", 6 << 28, len(routing) + len(seg), 43, 64,
+                      ipaddress.ip_address(topo.a6).packed,
+                      ipaddress.ip_address(topo.b6).packed) + routing + seg
+    return ku.eth(topo.mac_b, topo.mac_a, 0x86DD, ip6)
+
+
+@pytest.mark.parametrize("segments_left", [0, 1])
+def test_ipv6_routing_header_type_0_is_refused(tx_setup, segments_left):
+    """RFC 5095 deprecates type 0 and the OS refuses to send it: counted as
+    malformed; a routing header of another type (2, Mobile IPv6) leaves."""
+    topo, p, _, _, sniff = tx_setup
+    topo.track(p.claim("udp", topo.a6, 7500))
+    rh0 = _ipv6_routing_frame(topo, 0, segments_left, MARK + b"rh0")
+    before, before_if = p.raw_stats()
+    ku.send_frames(p, [rh0])
+    after, after_if = p.raw_stats()
+    assert after["tx_rej_malformed"] == before["tx_rej_malformed"] + 1
+    assert after_if["tx_rej_malformed"] == before_if["tx_rej_malformed"] + 1
+    assert after["tx_sent"] == before["tx_sent"]
+    assert _marked(ku.drain(sniff, 0.3)) == []
+
+    rh2 = _ipv6_routing_frame(topo, 2, segments_left, MARK + b"rh2")
+    ku.send_frames(p, [rh2])
+    assert p.raw_stats()[0]["tx_sent"] == after["tx_sent"] + 1
+    # (the peer's OS may answer with an ICMPv6 error quoting it)
+    assert [f for f in _marked(ku.drain(sniff, 1.0)) if f[6:12] == topo.mac_a] == [rh2]

@@ -82,3 +82,64 @@ def test_nothing_attached(no_module, capsys):
     assert "no interface attached" in capsys.readouterr().out
     assert ctl.main(["--json", "list"]) == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+def test_printable_names():
+    from multistack.text import one_line, printable
+    assert printable("eth0") == "eth0"
+    assert printable("eth0\n") == "eth0\\n"
+    assert printable("a\x1b[2Jb\x01\x7f") == "a\\e[2Jb\\x01\\x7f"
+    assert printable("a\\nb") == "a\\\\nb"            # a real backslash stays distinguishable
+    assert printable("x\u2028y\x85") == "x\\u2028y\\x85"
+    assert printable(os.fsdecode(b"e\xffth")) == "e\\xffth"   # not UTF-8
+    assert printable("über") == "über"
+    assert one_line("a\\b\nc") == "a\\b\\nc"
+
+
+@pytest.mark.parametrize("name", ["eth0\n", "e\nt\nh", "eth0\x1b[31m", "\r\n", "e\u2028"])
+@pytest.mark.parametrize("cmd", ["attach", "detach", "stats"])
+def test_a_name_is_printed_on_one_line(fake_module, capsys, cmd, name):
+    # the fake device answers every ioctl with ENOTTY: an error naming it
+    assert ctl.main([cmd, name]) == 2
+    out = capsys.readouterr()
+    assert out.err.count("\n") == 1 and out.out == ""
+    assert "\x1b" not in out.err and "\r" not in out.err and "\u2028" not in out.err
+
+
+def test_a_name_too_long_is_one_line(fake_module, capsys):
+    assert ctl.main(["attach", "x\n" * 10]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "x\\nx\\n" in err
+
+
+def test_attached_echo_is_escaped(fake_module, capsys, monkeypatch):
+    monkeypatch.setattr(kernel, "attach", lambda name: None)
+    assert ctl.main(["attach", "eth0\n"]) == 0
+    assert capsys.readouterr().out == "attached eth0\\n\n"
+
+
+def test_list_escapes_kernel_and_process_names(no_module, capsys, monkeypatch):
+    (no_module / "multistack").write_text("")
+    (no_module / "proc").write_bytes(
+        PROC.replace("veth0", "v\x01\x1b[2J\xffx").format(pid=os.getpid()).encode("latin-1"))
+    monkeypatch.setattr("multistack.ctl_kernel._comm", lambda pid: "evil\nname\x1b")
+    assert ctl.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x01" not in out
+    lines = out.splitlines()
+    assert lines[0].startswith("v\\x01\\e[2J\\xffx (ifindex 7)")
+    assert f"pid {os.getpid()} (evil\\nname\\e)" in lines[1]
+    assert ctl.main(["stats"]) == 0
+    assert "v\\x01\\e[2J\\xffx" in capsys.readouterr().out
+
+
+def test_list_hides_what_the_module_hides(no_module, capsys):
+    """"pid -": another user's port, seen without CAP_NET_ADMIN."""
+    (no_module / "multistack").write_text("")
+    (no_module / "proc").write_text(
+        PROC.format(pid="-").replace(" tx_slots", " uid 1000 tx_slots"))
+    assert ctl.main(["list"]) == 0
+    assert "port 1  uid 1000  pid - (-)  slots" in capsys.readouterr().out
+    assert ctl.main(["list", "--json"]) == 0
+    port = json.loads(capsys.readouterr().out)[0]["ports"][0]
+    assert (port["pid"], port["command"], port["uid"]) == (None, None, 1000)

@@ -297,3 +297,28 @@ def test_bad_interface_names():
         kernel._ifname_bytes("x" * 16)
     with pytest.raises(kernel.NoSuchInterfaceError):
         kernel._ifname_bytes("")
+
+
+def test_port_memory_matches_the_module():
+    # kmod/README.md: the default port on a 1500-byte MTU maps 4 239 360 bytes
+    assert kernel.port_memory(1500) == 4239360
+    assert kernel.port_memory(1500, 8, 8, 2048) == 4096 * 3 + 16 * 2048
+    assert kernel.port_memory(9000) == 4096 + 2 * 20480 + 2048 * 9024
+    assert lib.MS_TX_MEM_MAX == 128 * 1024
+
+
+def test_memlock_error_names_the_limit():
+    import resource
+    exc = kernel._memlock_error("port on eth0", 45056)
+    assert isinstance(exc, kernel.LockedMemoryLimitError) and exc.errno == errno.ENOBUFS
+    limit = resource.getrlimit(resource.RLIMIT_MEMLOCK)[0]
+    assert "RLIMIT_MEMLOCK" in str(exc) and "[ENOBUFS]" in str(exc)
+    assert (str(limit) if limit != resource.RLIM_INFINITY else "unlimited") in str(exc)
+    assert str(45056 + 128 * 1024) in str(exc)
+
+
+def test_parse_proc_hidden_pid():
+    line = ("iface v ifindex 2 ports 1\n"
+            "port 4 iface v pid - uid 1000 tx_slots 8 rx_slots 8 buf_size 2048 mem 45056\n")
+    (port,) = kernel.parse_proc(line)[0]["ports"]
+    assert (port["pid"], port["uid"]) == (None, 1000)

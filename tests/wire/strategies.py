@@ -83,10 +83,14 @@ def ipv6_extension_headers(draw, fragments=True):
             headers.append(Ipv6ExtensionHeader(kind, bytes(2) + draw(st.binary(min_size=8,
                                                                             max_size=8)) + icv))
         elif kind == ipv6.ROUTING:
-            # type 0: routing type, segments left, reserved, then addresses
+            # routing type (0: deprecated, 2: Mobile IPv6, 3: RPL, 253:
+            # experimental; not 4, which scapy parses as segment routing),
+            # segments left, reserved, then addresses
+            routing_type = draw(st.sampled_from([0, 2, 3, 253]))
             addresses = draw(st.lists(ipv6_addresses, max_size=2))
             segments_left = draw(st.integers(0, len(addresses)))
-            headers.append(Ipv6ExtensionHeader(kind, bytes((0, segments_left)) + bytes(4)
+            headers.append(Ipv6ExtensionHeader(kind, bytes((routing_type, segments_left))
+                                               + bytes(4)
                                                + b"".join(a.packed for a in addresses)))
         else:
             # one option (PadN or an experimental type) filling the body

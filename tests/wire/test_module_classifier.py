@@ -32,6 +32,8 @@ def expected_verdict(ethernet, network, transport, vlan: bool) -> str:
                 return "fragment"           # even an atomic one: the OS reassembles
             if header.kind not in WALKED:
                 return "not-tcp-udp"
+            if header.kind == ipv6.ROUTING and header.body[0] == 0:
+                return "ipv6-routing-type-0"    # RFC 5095: malformed, refused on TX
     if not isinstance(transport, (TcpRepr, UdpRepr)):
         return "not-tcp-udp"
     return "ok"
@@ -74,3 +76,24 @@ def test_a_frame_cut_short_is_malformed_to_both(layers, data):
     except MalformedPacket:
         return
     raise AssertionError(f"the stack's parser took a frame cut at {cut} of {len(frame)}")
+
+
+def _ipv6_udp_behind_routing(routing_type: int, segments_left: int) -> bytes:
+    import struct
+    udp = struct.pack("!HHHH", 5000, 80, 12, 0) + b"abcd"
+    routing = bytes((17, 2, routing_type, segments_left)) + bytes(4) + bytes(15) + b"\x01"
+    ip6 = struct.pack("!IHBB", 0x60000000, len(routing) + len(udp), ipv6.ROUTING, 64)
+    ip6 += bytes(15) + b"\x02" + bytes(15) + b"\x01"
+    return bytes(6) + b"\x02" + bytes(5) + b"\x86\xdd" + ip6 + routing + udp
+
+
+def test_routing_header_type_0_is_malformed_whatever_its_segments_left():
+    for left in (0, 1):
+        result = classify(_ipv6_udp_behind_routing(0, left))
+        assert result.verdict == "ipv6-routing-type-0" and result.malformed
+
+
+def test_other_routing_types_are_walked_over():
+    for routing_type in (2, 3, 4, 253):
+        result = classify(_ipv6_udp_behind_routing(routing_type, 1))
+        assert result.verdict == "ok" and (result.proto, result.dst_port) == ("udp", 80)

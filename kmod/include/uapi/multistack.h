@@ -132,7 +132,17 @@
  *                   interface (by any port, this one included) with a
  *                   proof that still holds it.
  *   ENOSPC          REGISTER: port already holds MS_MAX_REGS tuples.
- *   ENOMEM          allocation failure.
+ *   ENOBUFS         PORT_BIND: the port's pages would take the caller's
+ *                   user past the caller's RLIMIT_MEMLOCK.  A port
+ *                   charges mem_size plus MS_TX_MEM_MAX bytes (the TX
+ *                   frame pages it may hold) to its opener's user, in the
+ *                   same locked_vm count AF_XDP and io_uring charge, from
+ *                   bind until the port ends (close and munmap); openers
+ *                   with CAP_IPC_LOCK (in the initial user namespace) are
+ *                   not charged.
+ *   ENOMEM          allocation failure; PORT_BIND also when the port's
+ *                   memory (charged to the caller's memory cgroup) would
+ *                   pass that cgroup's limit.
  *   ENETDOWN        TXSYNC: interface is down (slots are consumed and
  *                   counted as MS_STAT_TX_ERROR).
  *   EFAULT          bad user pointer.
@@ -181,13 +191,18 @@
  *   counters, iface[] those of its interface.  On an unbound fd, ifname
  *   names an attached interface in the caller's namespace: iface[] is
  *   filled and port[] is zero.  Counters are monotonic u64.
- *   Also readable as text in /proc/net/multistack (per network namespace).
+ *   Also readable as text in /proc/net/multistack (per network namespace),
+ *   where a port's pid is shown only to its opener's euid and to
+ *   CAP_NET_ADMIN ("-" to others); its tuples and uid to everyone.
  *
  * RX classification (see multistack_classify.h): a frame is looked up only
  *   if it is untagged Ethernet carrying IPv4/IPv6 + TCP/UDP with correct
  *   lengths and IPv4 header checksum.  802.1Q-tagged frames, IPv4/IPv6
  *   fragments, other protocols and malformed frames are passed to the OS
  *   stack untouched (counted).  L4 checksums are not verified by the kernel.
+ *   An IPv6 routing header of type 0 (deprecated, RFC 5095) makes a frame
+ *   malformed: passed to the OS on RX, refused on TX
+ *   (MS_STAT_TX_REJ_MALFORMED); other routing header types are walked over.
  */
 #ifndef _UAPI_MULTISTACK_H
 #define _UAPI_MULTISTACK_H
@@ -208,6 +223,9 @@
 #define MS_DEFAULT_BUF_SIZE	2048
 #define MS_MAX_MEM		(64 * 1024 * 1024)
 #define MS_MAX_REGS		1024
+#define MS_TX_MEM_MAX		(128 * 1024)	/* TX frame pages a port may
+						 * hold (4 KiB pages), charged
+						 * with mem_size (ENOBUFS) */
 
 /* families and protocols (numerically equal to AF_* / IPPROTO_*) */
 #define MS_FAMILY_INET		2
