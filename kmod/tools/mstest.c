@@ -125,9 +125,9 @@ static int reg_ioctl(struct port *p, unsigned long cmd, int family, int proto,
 
 static int bound_socket(int family, int type, const char *addr, int port)
 {
-	int s = socket(family, type, 0), one = 1;
+	int s = socket(family, type, 0);
 
-	setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* no SO_REUSEADDR: a proof must hold its tuple alone (EPERM) */
 	if (family == AF_INET) {
 		struct sockaddr_in sa = { .sin_family = AF_INET,
 					  .sin_port = htons(port) };
