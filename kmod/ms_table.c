@@ -70,21 +70,18 @@ static bool ms_key_is_wild(const struct ms_key *key)
  */
 static int ms_proof_check(const struct sock *sk, const struct ms_key *key)
 {
-	bool wild = ms_key_is_wild(key);
-
+	/* a wildcard key's address is all zeros: no bound address equals it */
 	if (READ_ONCE(sk->sk_num) != key->port)
 		return -EACCES;
 	if (key->family == MS_FAMILY_INET) {
 		__be32 bound = READ_ONCE(sk->sk_rcv_saddr);
 
-		if (bound != htonl(INADDR_ANY) &&
-		    (wild || memcmp(&bound, key->addr, 4)))
+		if (bound != htonl(INADDR_ANY) && memcmp(&bound, key->addr, 4))
 			return -EACCES;
 	} else {
 		struct in6_addr bound = sk->sk_v6_rcv_saddr;
 
-		if (!ipv6_addr_any(&bound) &&
-		    (wild || memcmp(&bound, key->addr, 16)))
+		if (!ipv6_addr_any(&bound) && memcmp(&bound, key->addr, 16))
 			return -EACCES;
 	}
 	if (sk->sk_reuse != SK_NO_REUSE &&
@@ -149,11 +146,13 @@ struct ms_reg *ms_table_owner(struct ms_iface *iface, struct net_device *dev,
 	struct ms_reg *reg;
 	struct ms_key wild;
 
-	if (ms_key_is_wild(key))	/* no frame is to or from it */
-		return NULL;
 	reg = ms_table_lookup(iface, key);
-	if (reg && ms_reg_proof_held(reg))
-		return reg;
+	if (reg) {
+		if (ms_key_is_wild(key))	/* no frame is to or from it */
+			return NULL;
+		if (ms_reg_proof_held(reg))
+			return reg;
+	}
 	if (!READ_ONCE(iface->nwild))
 		return NULL;
 	wild = *key;
