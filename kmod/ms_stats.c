@@ -53,6 +53,7 @@ static const char *const ms_stat_names[MS_STAT_MAX] = {
 	[MS_STAT_RX_NOT_IP]		= "rx_not_ip",
 	[MS_STAT_RX_DROP_BAD_SLOT]	= "rx_drop_bad_slot",
 	[MS_STAT_TX_BYPASS_FALLBACK]	= "tx_bypass_fallback",
+	[MS_STAT_RX_ICMP_DELIVERED]	= "rx_icmp_delivered",
 };
 
 void ms_stats_sum(struct ms_pcpu_stats __percpu *s, u64 *out)

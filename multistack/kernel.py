@@ -72,6 +72,7 @@ STAT_NAMES: dict[int, str] = {
     lib.MS_STAT_RX_NOT_IP: "rx_not_ip",
     lib.MS_STAT_RX_DROP_BAD_SLOT: "rx_drop_bad_slot",
     lib.MS_STAT_TX_BYPASS_FALLBACK: "tx_bypass_fallback",
+    lib.MS_STAT_RX_ICMP_DELIVERED: "rx_icmp_delivered",
 }
 _RX_DROPS = ("rx_drop_full", "rx_drop_size", "rx_drop_bad_slot")
 _TX_DROPS = tuple(n for n in STAT_NAMES.values() if n.startswith("tx_rej_")) + ("tx_error",)

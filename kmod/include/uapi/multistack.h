@@ -170,6 +170,23 @@
  *   lengths and IPv4 header checksum.  802.1Q-tagged frames, IPv4/IPv6
  *   fragments, other protocols and malformed frames are passed to the OS
  *   stack untouched (counted).  L4 checksums are not verified by the kernel.
+ *   ICMP errors about a port's own packets go to that port: an untagged
+ *   ICMPv4 destination unreachable (fragmentation needed included), time
+ *   exceeded or parameter problem, or ICMPv6 destination unreachable,
+ *   packet too big, time exceeded or parameter problem, whose outer IP
+ *   header is valid as above and whose quoted packet is a TCP/UDP packet
+ *   of the same family (quoted IPv4: version 4, valid IHL, the header and
+ *   8 transport bytes present, not a non-first fragment; quoted IPv6: 40 +
+ *   8 bytes present, no extension header) sent from the error's
+ *   destination address, is looked up by the quoted SOURCE (protocol,
+ *   address, port), with the same exact/wildcard rules as a frame to that
+ *   tuple.  The owner receives the whole frame in its RX ring
+ *   (MS_STAT_RX_ICMP_DELIVERED, also RX_DELIVERED).  The ICMP checksum is
+ *   not verified (an L4 checksum: the port's stack checks it, and a
+ *   transport must judge the quote itself, e.g. TCP's quoted sequence
+ *   number, RFC 5927; a forged error reaches only the port it names).
+ *   Every other ICMP message (echo, neighbour/router discovery, redirects,
+ *   errors about tuples nobody registered) goes to the OS untouched.
  */
 #ifndef _UAPI_MULTISTACK_H
 #define _UAPI_MULTISTACK_H
@@ -276,6 +293,9 @@ struct ms_reg_req {
 					 * dev_queue_xmit instead: TX queue
 					 * stopped or busy, no carrier (also
 					 * in TX_SENT or TX_ERROR) */
+#define MS_STAT_RX_ICMP_DELIVERED 22	/* ICMP errors about a tuple of the
+					 * port put in its RX ring (also in
+					 * RX_DELIVERED and RX_BYTES) */
 #define MS_STAT_MAX		32	/* size of the arrays below */
 
 #define MS_MIN_FRAME		(14 + 20 + 8)
