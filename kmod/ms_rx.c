@@ -23,6 +23,13 @@
  *   - GSO (GRO-merged) frames are segmented first, so a port always sees
  *     wire-sized frames; one that cannot be segmented is dropped and
  *     counted as rx_drop_size.
+ *   - An ICMP/ICMPv6 error (destination unreachable, fragmentation needed /
+ *     packet too big, time exceeded, parameter problem) whose quoted packet
+ *     left from a registered tuple (its SOURCE tuple, owned as above: the
+ *     quote is a packet the port sent) goes to that port like a frame to
+ *     it, counted once more as rx_icmp_delivered.  The quote is validated
+ *     by ms_classify_icmp_partial (multistack_classify.h); everything else
+ *     ICMP (echo, ND, redirects, errors about the OS's tuples) is passed.
  *   - A frame with CHECKSUM_PARTIAL (e.g. from a local veth peer) gets its
  *     L4 checksum completed in the copy, so the port always sees a valid
  *     checksum.
@@ -33,6 +40,8 @@
 #include <linux/if_ether.h>
 #include <linux/if_vlan.h>
 #include <linux/udp.h>
+#include <linux/in.h>
+#include <linux/in6.h>
 #include <net/checksum.h>
 
 #include "ms_internal.h"
@@ -46,7 +55,7 @@
  * clears rx_kicked under rx_lock before the task sleeps).
  */
 static bool ms_rx_deliver(struct ms_port *port, struct sk_buff *skb,
-			  bool *kick)
+			  bool icmp, bool *kick)
 {
 	u32 len = skb->len + ETH_HLEN;
 	struct ms_netmap_slot *slot;
@@ -113,21 +122,58 @@ unlock:
 	ms_stat_add(port->stats, MS_STAT_RX_BYTES, len);
 	ms_stat_inc(port->iface->stats, MS_STAT_RX_DELIVERED);
 	ms_stat_add(port->iface->stats, MS_STAT_RX_BYTES, len);
+	if (icmp) {
+		ms_stat_inc(port->stats, MS_STAT_RX_ICMP_DELIVERED);
+		ms_stat_inc(port->iface->stats, MS_STAT_RX_ICMP_DELIVERED);
+	}
 	return true;
 }
 
 /*
+ * An ICMP error in the contiguous view `f` (`avail` of `frame_len` bytes):
+ * the port owning the quoted source tuple (RCU), or NULL with *stat set.
+ */
+static struct ms_port *ms_rx_match_icmp(struct ms_iface *iface,
+					struct net_device *dev, const u8 *f,
+					u32 avail, u32 frame_len, int *stat)
+{
+	struct ms_cls_icmp_result cls;
+	struct ms_reg *reg;
+	struct ms_key key;
+	int v;
+
+	v = ms_classify_icmp_partial(f, avail, frame_len, 0, &cls);
+	if (v != MS_CLS_OK) {
+		*stat = MS_CLS_IS_MALFORMED(v) ? MS_STAT_RX_MALFORMED :
+						 MS_STAT_RX_NOT_IP;
+		return NULL;
+	}
+	*stat = MS_STAT_RX_NOT_IP;	/* about a tuple of the OS */
+	memset(&key, 0, sizeof(key));
+	memcpy(key.addr, cls.src_addr, 16);
+	key.family = cls.family;
+	key.proto = cls.proto;
+	key.port = cls.src_port;
+	reg = ms_table_owner(iface, dev, &key);
+	if (!reg)
+		return NULL;
+	return reg->port;
+}
+
+/*
  * Classifies the frame; returns the owning port (RCU) or NULL, in which
- * case *stat says why it goes to the OS.
+ * case *stat says why it goes to the OS.  *icmp tells an ICMP error about
+ * the port's own tuple from a frame to it.
  */
 static struct ms_port *ms_rx_match(struct ms_iface *iface, struct sk_buff *skb,
-				   int *stat)
+				   int *stat, bool *icmp)
 {
 	u8 hdr[MS_CLS_HDR_MAX];
 	struct ms_cls_result cls;
 	struct ms_reg *reg;
 	struct ms_key key;
-	u32 avail;
+	u32 avail, flen = skb->len + ETH_HLEN;
+	const u8 *f;
 	int v;
 
 	*stat = MS_STAT_RX_PASSED;
@@ -158,17 +204,24 @@ static struct ms_port *ms_rx_match(struct ms_iface *iface, struct sk_buff *skb,
 	 */
 	avail = min_t(u32, skb->len, sizeof(hdr) - ETH_HLEN);
 	if (skb_headlen(skb) >= avail) {
-		v = ms_classify_partial(skb_mac_header(skb),
-					ETH_HLEN + skb_headlen(skb),
-					skb->len + ETH_HLEN, 0, &cls);
+		f = skb_mac_header(skb);
+		avail = skb_headlen(skb);
 	} else {
 		memcpy(hdr, skb_mac_header(skb), ETH_HLEN);
 		if (skb_copy_bits(skb, 0, hdr + ETH_HLEN, avail)) {
 			*stat = MS_STAT_RX_MALFORMED;
 			return NULL;
 		}
-		v = ms_classify_partial(hdr, avail + ETH_HLEN,
-					skb->len + ETH_HLEN, 0, &cls);
+		f = hdr;
+	}
+	v = ms_classify_partial(f, avail + ETH_HLEN, flen, 0, &cls);
+	/* ICMP reads the same view: nothing past it */
+	if (v == MS_CLS_NOT_TCPUDP &&
+	    cls.proto == (cls.family == MS_FAMILY_INET ? IPPROTO_ICMP :
+							 IPPROTO_ICMPV6)) {
+		*icmp = true;
+		return ms_rx_match_icmp(iface, skb->dev, f, avail + ETH_HLEN,
+					flen, stat);
 	}
 	if (v != MS_CLS_OK) {
 		if (MS_CLS_IS_MALFORMED(v))
@@ -214,7 +267,7 @@ static void ms_rx_gso(struct ms_port *port, struct sk_buff *skb)
 		skb_mark_not_on_list(seg);
 		skb_reset_mac_header(seg);
 		__skb_pull(seg, ETH_HLEN);
-		if (ms_rx_deliver(port, seg, &kick))
+		if (ms_rx_deliver(port, seg, false, &kick))
 			consume_skb(seg);
 		else
 			kfree_skb(seg);
@@ -228,12 +281,12 @@ rx_handler_result_t ms_rx_handler(struct sk_buff **pskb)
 	struct sk_buff *skb = *pskb;
 	struct ms_iface *iface = rcu_dereference(skb->dev->rx_handler_data);
 	struct ms_port *port;
-	bool kick = false;
+	bool kick = false, icmp = false;
 	int stat;
 
 	if (unlikely(!iface))
 		return RX_HANDLER_PASS;
-	port = ms_rx_match(iface, skb, &stat);
+	port = ms_rx_match(iface, skb, &stat, &icmp);
 	if (!port) {
 		ms_stat_inc(iface->stats, stat);
 		if (stat != MS_STAT_RX_PASSED)
@@ -244,7 +297,7 @@ rx_handler_result_t ms_rx_handler(struct sk_buff **pskb)
 		ms_rx_gso(port, skb);
 		return RX_HANDLER_CONSUMED;
 	}
-	if (ms_rx_deliver(port, skb, &kick)) {
+	if (ms_rx_deliver(port, skb, icmp, &kick)) {
 		consume_skb(skb);
 		/* pairs with poll_wait() + rx_lock in ms_port_poll_mask */
 		if (kick && wq_has_sleeper(&port->wq))

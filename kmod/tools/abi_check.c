@@ -57,6 +57,12 @@ SZ(struct ms_cls_result, 60);
 AT(struct ms_cls_result, l3_off, 12);
 AT(struct ms_cls_result, src_addr, 28);
 AT(struct ms_cls_result, dst_addr, 44);
+SZ(struct ms_cls_icmp_result, 64);
+AT(struct ms_cls_icmp_result, src_port, 12);
+AT(struct ms_cls_icmp_result, l3_off, 16);
+AT(struct ms_cls_icmp_result, quote_off, 28);
+AT(struct ms_cls_icmp_result, src_addr, 32);
+AT(struct ms_cls_icmp_result, dst_addr, 48);
 
 int main(void)
 {

@@ -93,7 +93,7 @@ class KmodUtcp:
     of it at the end, so tests can share one topology.
     """
 
-    def __init__(self, topo, config: TcpConfig | None = None, **port_kw):
+    def __init__(self, topo, config: TcpConfig | None = None, *, gateway=None, **port_kw):
         from multistack.kernel import KernelPort
         self.topo = topo
         self.sockets: list = []
@@ -103,7 +103,8 @@ class KmodUtcp:
         except BaseException:
             self.port.close()
             raise
-        self.host = Host(self.port, [f"{topo.a4}/24", f"{topo.a6}/64"], neighbours=self.neighbours)
+        self.host = Host(self.port, [f"{topo.a4}/24", f"{topo.a6}/64"], neighbours=self.neighbours,
+                         gateway=gateway)
         self.layer = TcpLayer(self.host, config=config or CONFIG)
 
     def track(self, sock):
@@ -158,9 +159,10 @@ class KmodUtcp:
 
 
 @contextlib.asynccontextmanager
-async def utcp_stack(topo, config: TcpConfig | None = None, **port_kw):
-    """A running UTCP stack on the attached side of ``topo``; closed on exit."""
-    stack = KmodUtcp(topo, config, **port_kw)
+async def utcp_stack(topo, config: TcpConfig | None = None, *, gateway=None, **port_kw):
+    """A running UTCP stack on the attached side of ``topo`` (routing through
+    ``gateway``, an address or a list, if given); closed on exit."""
+    stack = KmodUtcp(topo, config, gateway=gateway, **port_kw)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(stack.host.run)

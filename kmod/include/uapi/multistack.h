@@ -203,6 +203,23 @@
  *   An IPv6 routing header of type 0 (deprecated, RFC 5095) makes a frame
  *   malformed: passed to the OS on RX, refused on TX
  *   (MS_STAT_TX_REJ_MALFORMED); other routing header types are walked over.
+ *   ICMP errors about a port's own packets go to that port: an untagged
+ *   ICMPv4 destination unreachable (fragmentation needed included), time
+ *   exceeded or parameter problem, or ICMPv6 destination unreachable,
+ *   packet too big, time exceeded or parameter problem, whose outer IP
+ *   header is valid as above and whose quoted packet is a TCP/UDP packet
+ *   of the same family (quoted IPv4: version 4, valid IHL, the header and
+ *   8 transport bytes present, not a non-first fragment; quoted IPv6: 40 +
+ *   8 bytes present, no extension header) sent from the error's
+ *   destination address, is looked up by the quoted SOURCE (protocol,
+ *   address, port), with the same exact/wildcard rules as a frame to that
+ *   tuple.  The owner receives the whole frame in its RX ring
+ *   (MS_STAT_RX_ICMP_DELIVERED, also RX_DELIVERED).  The ICMP checksum is
+ *   not verified (an L4 checksum: the port's stack checks it, and a
+ *   transport must judge the quote itself, e.g. TCP's quoted sequence
+ *   number, RFC 5927; a forged error reaches only the port it names).
+ *   Every other ICMP message (echo, neighbour/router discovery, redirects,
+ *   errors about tuples nobody registered) goes to the OS untouched.
  */
 #ifndef _UAPI_MULTISTACK_H
 #define _UAPI_MULTISTACK_H
@@ -317,7 +334,9 @@ struct ms_reg_req {
 	X(RX_DROP_BAD_SLOT, 20, "rx_drop_bad_slot", "matched, RX slot buf_idx corrupt")		\
 	X(TX_BYPASS_FALLBACK, 21, "tx_bypass_fallback", "bypass asked, frame sent through "	\
 	  "dev_queue_xmit instead: TX queue stopped or busy, no carrier "			\
-	  "(also in TX_SENT or TX_ERROR)")
+	  "(also in TX_SENT or TX_ERROR)")							\
+	X(RX_ICMP_DELIVERED, 22, "rx_icmp_delivered", "ICMP errors about a tuple of the "	\
+	  "port put in its RX ring (also in RX_DELIVERED and RX_BYTES)")
 
 #define MS_STAT_ENUM_ENTRY(NAME, index, name, doc) MS_STAT_##NAME = (index),
 enum { MS_STAT_LIST(MS_STAT_ENUM_ENTRY) };
