@@ -168,6 +168,17 @@ extern struct list_head ms_ifaces;
 /* live object counts, checked at module exit (leak detector) */
 extern atomic_t ms_live_ifaces, ms_live_ports, ms_live_regs;
 
+/* The key of a classified tuple (addr: 16 bytes, IPv4 in the first 4). */
+static inline void ms_key_fill(struct ms_key *key, u8 family, u8 proto,
+			       const u8 *addr, u16 port)
+{
+	memset(key, 0, sizeof(*key));
+	memcpy(key->addr, addr, sizeof(key->addr));
+	key->family = family;
+	key->proto = proto;
+	key->port = port;
+}
+
 static inline struct ms_netmap_slot *ms_slot(struct ms_netmap_ring *r,
 					     u32 i)
 {

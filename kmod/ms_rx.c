@@ -149,11 +149,7 @@ static struct ms_port *ms_rx_match_icmp(struct ms_iface *iface,
 		return NULL;
 	}
 	*stat = MS_STAT_RX_NOT_IP;	/* about a tuple of the OS */
-	memset(&key, 0, sizeof(key));
-	memcpy(key.addr, cls.src_addr, 16);
-	key.family = cls.family;
-	key.proto = cls.proto;
-	key.port = cls.src_port;
+	ms_key_fill(&key, cls.family, cls.proto, cls.src_addr, cls.src_port);
 	reg = ms_table_owner(iface, dev, &key);
 	if (!reg)
 		return NULL;
@@ -234,11 +230,7 @@ static struct ms_port *ms_rx_match(struct ms_iface *iface, struct sk_buff *skb,
 			*stat = MS_STAT_RX_NOT_IP;
 		return NULL;
 	}
-	memset(&key, 0, sizeof(key));
-	memcpy(key.addr, cls.dst_addr, 16);
-	key.family = cls.family;
-	key.proto = cls.proto;
-	key.port = cls.dst_port;
+	ms_key_fill(&key, cls.family, cls.proto, cls.dst_addr, cls.dst_port);
 	reg = ms_table_owner(iface, skb->dev, &key);
 	if (!reg)
 		return NULL;

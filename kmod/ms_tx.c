@@ -234,11 +234,7 @@ static struct sk_buff *ms_tx_prepare(struct ms_tx_ctx *c,
 		goto drop;
 	}
 	key = ms_tx_key(skb);
-	memset(key, 0, sizeof(*key));
-	memcpy(key->addr, cls.src_addr, 16);
-	key->family = cls.family;
-	key->proto = cls.proto;
-	key->port = cls.src_port;
+	ms_key_fill(key, cls.family, cls.proto, cls.src_addr, cls.src_port);
 
 	skb->dev = dev;
 	skb_reset_mac_header(skb);
