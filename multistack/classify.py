@@ -84,6 +84,18 @@ class Classification:
         return self.code >= lib.MS_CLS_MALFORMED_MIN
 
 
+def _tuple_fields(out) -> dict:
+    """family, proto, addresses and ports of a classifier result."""
+    if out.family == 2:
+        family, make, size = 4, IPv4Address, 4
+    else:
+        family, make, size = 6, IPv6Address, 16
+    return {"family": family, "proto": PROTOCOLS[out.proto],
+            "src": make(bytes(ffi.buffer(out.src_addr, size))),
+            "dst": make(bytes(ffi.buffer(out.dst_addr, size))),
+            "src_port": out.src_port, "dst_port": out.dst_port}
+
+
 def classify(frame: bytes | bytearray | memoryview, *, vlan: bool = False) -> Classification:
     """Classify one Ethernet frame (from the destination MAC); ``vlan`` parses
     through a single 802.1Q/802.1ad tag instead of stopping at it."""
@@ -93,15 +105,8 @@ def classify(frame: bytes | bytearray | memoryview, *, vlan: bool = False) -> Cl
     verdict = VERDICTS.get(code, f"unknown-{code}")
     if code != lib.MS_CLS_OK:
         return Classification(verdict, code)
-    if out.family == 2:
-        family, make, size = 4, IPv4Address, 4
-    else:
-        family, make, size = 6, IPv6Address, 16
     return Classification(
-        verdict, code, family=family, proto=PROTOCOLS[out.proto],
-        src=make(bytes(ffi.buffer(out.src_addr, size))),
-        dst=make(bytes(ffi.buffer(out.dst_addr, size))),
-        src_port=out.src_port, dst_port=out.dst_port,
+        verdict, code, **_tuple_fields(out),
         vlan_tci=out.vlan_tci if vlan else None,
         l3_offset=out.l3_off, l4_offset=out.l4_off, l3_length=out.l3_len,
         l4_length=out.l4_len)
@@ -147,14 +152,7 @@ def classify_icmp_error(frame: bytes | bytearray | memoryview, *,
     kw = {"icmp_type": out.icmp_type, "icmp_code": out.icmp_code} if typed else {}
     if code != lib.MS_CLS_OK:
         return IcmpErrorClassification(verdict, code, **kw)
-    if out.family == 2:
-        family, make, size = 4, IPv4Address, 4
-    else:
-        family, make, size = 6, IPv6Address, 16
     return IcmpErrorClassification(
-        verdict, code, family=family, proto=PROTOCOLS[out.proto],
-        src=make(bytes(ffi.buffer(out.src_addr, size))),
-        dst=make(bytes(ffi.buffer(out.dst_addr, size))),
-        src_port=out.src_port, dst_port=out.dst_port,
+        verdict, code, **_tuple_fields(out),
         l3_offset=out.l3_off, icmp_offset=out.icmp_off, icmp_length=out.icmp_len,
         quote_offset=out.quote_off, **kw)
