@@ -34,14 +34,39 @@ def _skip_reason() -> str | None:
     return None
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "stress: a bounded stress run; runs by default only on the debug "
+        "kernel (scripts/vm --kernel debug), elsewhere with MULTISTACK_STRESS=1 or "
+        "when selected with -k stress")
+
+
+def _stress_wanted(config) -> bool:
+    """Stress tests run on the debug kernel (its checkers are what they are
+    for), with MULTISTACK_STRESS=1, or when asked for with ``-k stress``."""
+    if os.environ.get("MULTISTACK_STRESS", "") not in ("", "0"):
+        return True
+    if "stress" in (config.getoption("keyword", "") or ""):
+        return True
+    return ku.debug_kernel()
+
+
 def pytest_collection_modifyitems(config, items):
     reason = _skip_reason()
-    if reason is None:
-        return
     here = os.path.dirname(os.path.abspath(__file__))
+    stress = None
     for item in items:
-        if str(item.fspath).startswith(here + os.sep):
+        if not str(item.fspath).startswith(here + os.sep):
+            continue
+        if reason is not None:
             item.add_marker(pytest.mark.skip(reason=reason))
+        elif item.get_closest_marker("stress"):
+            if stress is None:
+                stress = _stress_wanted(config)
+            if not stress:
+                item.add_marker(pytest.mark.skip(
+                    reason="stress test: runs on the debug kernel, with "
+                    "MULTISTACK_STRESS=1 or with -k stress"))
 
 
 class Topology:

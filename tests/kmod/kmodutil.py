@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import ipaddress
 import os
+import re
 import select
 import socket
 import struct
@@ -360,3 +361,74 @@ class Child:
             self._done = True
             self._r.close()
             self._w.close()
+
+
+# ---- the kernel log (tests/kmod/test_kmod_zz_kernel_log.py, the stress test)
+
+#: A report of a kernel checker, or the module's own complaint.  The debug
+#: kernel (scripts/debug-kernel) adds KASAN, KFENCE, UBSAN, lockdep
+#: (circular or recursive locking, inconsistent lock state, suspicious RCU
+#: usage: all "WARNING: ..."), DEBUG_OBJECTS (ODEBUG), DEBUG_ATOMIC_SLEEP,
+#: RCU stalls, kmemleak, and the netdev reference tracker.
+LOG_BAD = re.compile(
+    r"WARNING:|BUG:|kernel BUG|Oops|general protection fault|Call Trace|UBSAN|KASAN|"
+    r"KFENCE: |ODEBUG: |refcount_t:|list_(add|del) corruption|"
+    r"sleeping function called from invalid context|scheduling while atomic|"
+    r"detected stall|rcu_.*stall|INFO: task .* blocked|unreferenced object|"
+    r"still has objects|possible circular locking|"
+    r"possible recursive locking|inconsistent lock state|suspicious RCU usage|"
+    r"unregister_netdevice: waiting|ref_tracker: |[Ll]eak|multistack.*([Ee]rror|fail)")
+#: Expected lines: an out-of-tree, unsigned module taints the kernel; the
+#: debug kernel announces its checkers at boot; kmemleak's summary after a
+#: scan ("N new suspected memory leaks") is judged by what the reports
+#: point into (test_kmod_zz_kernel_log.py), not by the count.
+LOG_BENIGN = re.compile(
+    r"module verification failed|loading out-of-tree module|"
+    r"kmemleak: \d+ new suspected memory leaks|"
+    r"kmemleak: Kernel memory leak detector initialized|"
+    r"kmemleak: Automatic memory scanning thread|KFENCE: initialized")
+
+
+def kernel_log_reports(text: str) -> list[str]:
+    """The lines of a kernel log that report a problem (see LOG_BAD)."""
+    return [line for line in text.splitlines()
+            if LOG_BAD.search(line) and not LOG_BENIGN.search(line)]
+
+
+def kernel_log_since(marker: str) -> str:
+    """The kernel log after the last line containing ``marker`` (written to
+    /dev/kmsg by :func:`kernel_log_mark`); all of it without one."""
+    log = sh("dmesg").stdout
+    i = log.rfind(marker)
+    if i < 0:
+        return log
+    return log[log.find("\n", i) + 1:]
+
+
+def kernel_log_mark(marker: str) -> None:
+    with open("/dev/kmsg", "w") as f:
+        f.write(marker + "\n")
+
+
+def debug_kernel() -> bool:
+    """Running on the debug kernel that scripts/debug-kernel builds."""
+    return os.uname().release.endswith("-msdebug")
+
+
+KMEMLEAK = "/sys/kernel/debug/kmemleak"
+
+
+def kmemleak_scan() -> list[str]:
+    """Trigger two kmemleak scans (an object is reported only once it was
+    unreferenced in a scan and is old enough) and return the reports (one
+    string per "unreferenced object" block).  Empty without kmemleak."""
+    if not os.path.exists(KMEMLEAK):
+        return []
+    for _ in range(2):
+        with open(KMEMLEAK, "w") as f:
+            f.write("scan\n")     # synchronous
+        time.sleep(1)
+    with open(KMEMLEAK) as f:
+        text = f.read()
+    blocks = re.split(r"(?m)^(?=unreferenced object)", text)
+    return [b for b in blocks if b.startswith("unreferenced object")]
