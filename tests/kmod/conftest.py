@@ -86,6 +86,15 @@ class Topology:
             ku.sh(f"ip netns add {self.ns} && ip -n {self.ns} link set lo up")
         if os.path.exists(f"/sys/class/net/{self.if_a}"):
             self._clean_links()
+        self.make_links()
+        self.mac_a = ku.mac_of(self.if_a)
+        self.mac_b = ku.mac_of(self.if_b, self.ns)
+        if attach:
+            self.attach()
+        return self
+
+    def make_links(self):
+        """The veth pair with its addresses, both ends up."""
         ku.ip_batch(f"""
             link add {self.if_a} type veth peer name {self.if_b} netns {self.ns}
             addr add {self.a4}/24 dev {self.if_a}
@@ -97,11 +106,6 @@ class Topology:
             addr add {self.b6}/64 dev {self.if_b} nodad
             link set {self.if_b} up
             """, netns=self.ns)
-        self.mac_a = ku.mac_of(self.if_a)
-        self.mac_b = ku.mac_of(self.if_b, self.ns)
-        if attach:
-            self.attach()
-        return self
 
     def attach(self):
         from multistack import kernel

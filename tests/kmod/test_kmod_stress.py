@@ -193,17 +193,7 @@ def _ns2_up():
 
 def _recreate_if_a(topo):
     ku.ip_batch(f"link del {topo.if_a}", check=False)
-    ku.ip_batch(f"""
-        link add {topo.if_a} type veth peer name {topo.if_b} netns {topo.ns}
-        addr add {topo.a4}/24 dev {topo.if_a}
-        addr add {topo.a6}/64 dev {topo.if_a} nodad
-        link set {topo.if_a} up
-        """)
-    ku.ip_batch(f"""
-        addr add {topo.b4}/24 dev {topo.if_b}
-        addr add {topo.b6}/64 dev {topo.if_b} nodad
-        link set {topo.if_b} up
-        """, netns=topo.ns)
+    topo.make_links()
 
 
 def _attach(ifname):
