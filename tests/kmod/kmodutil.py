@@ -374,16 +374,18 @@ LOG_BAD = re.compile(
     r"WARNING:|BUG:|kernel BUG|Oops|general protection fault|Call Trace|UBSAN|KASAN|"
     r"KFENCE: |ODEBUG: |refcount_t:|list_(add|del) corruption|"
     r"sleeping function called from invalid context|scheduling while atomic|"
-    r"detected stall|rcu_.*stall|INFO: task .* blocked|unreferenced object|"
+    r"detected stall|INFO: task .* blocked|unreferenced object|"
     r"still has objects|possible circular locking|"
     r"possible recursive locking|inconsistent lock state|suspicious RCU usage|"
     r"unregister_netdevice: waiting|ref_tracker: |[Ll]eak|multistack.*([Ee]rror|fail)")
 #: Expected lines: an out-of-tree, unsigned module taints the kernel; the
-#: debug kernel announces its checkers at boot; kmemleak's summary after a
+#: boot echoes its command line and RCU's stall timeout; the debug kernel
+#: announces its checkers at boot; kmemleak's summary after a
 #: scan ("N new suspected memory leaks") is judged by what the reports
 #: point into (test_kmod_zz_kernel_log.py), not by the count.
 LOG_BENIGN = re.compile(
     r"module verification failed|loading out-of-tree module|"
+    r"[Cc]ommand line: |RCU CPU stall warnings timeout set to|"
     r"kmemleak: \d+ new suspected memory leaks|"
     r"kmemleak: Kernel memory leak detector initialized|"
     r"kmemleak: Automatic memory scanning thread|KFENCE: initialized")
