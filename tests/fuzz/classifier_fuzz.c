@@ -27,6 +27,18 @@
 
 #include "multistack_classify.h"
 
+/* A copy of the first `avail` bytes alone, so a partial view that reads
+ * past them faults under the sanitizers; the caller frees it. */
+static uint8_t *exact_view(const uint8_t *frame, size_t avail)
+{
+	uint8_t *head = malloc(avail ? avail : 1);
+
+	if (!head)
+		abort();
+	memcpy(head, frame, avail);
+	return head;
+}
+
 static int known_verdict(int v)
 {
 	return (v >= MS_CLS_OK && v <= MS_CLS_HDR_BEYOND) ||
@@ -93,11 +105,8 @@ static void fuzz_icmp(const uint8_t *frame, uint32_t len, uint32_t avail,
 		check_icmp_ok(&full, frame, len);
 
 	{
-		uint8_t *head = malloc(avail ? avail : 1);
+		uint8_t *head = exact_view(frame, avail);
 
-		if (!head)
-			abort();
-		memcpy(head, frame, avail);
 		pv = ms_classify_icmp_partial(head, avail, len, flags, &part);
 		free(head);
 	}
@@ -162,11 +171,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	/* the partial view reads only `avail` bytes: give it exactly those */
 	{
-		uint8_t *head = malloc(avail ? avail : 1);
+		uint8_t *head = exact_view(frame, avail);
 
-		if (!head)
-			abort();
-		memcpy(head, frame, avail);
 		pv = ms_classify_partial(head, avail, len, flags, &part);
 		free(head);
 	}
