@@ -206,6 +206,10 @@ class Endpoint:
             if flags & TcpFlags.ACK:
                 self._reset_for(src, dst, seg)      # RFC 9293: an ACK to LISTEN is reset
             elif flags & TcpFlags.SYN:
+                if flags & TcpFlags.FIN:
+                    # A scanner's probe, never a real open: dropped as Linux does.
+                    self.stats["syn_fin_dropped"] += 1
+                    return None
                 return self._open_passive(listener, key, src, dst, seg, now)
             return None
         if listener is None:

@@ -72,6 +72,18 @@ def handshake(ep, peer, sport, now=0.0):
     return syn_ack
 
 
+def test_syn_fin_to_listener_is_dropped_and_counted():
+    # Linux's tcp_rcv_state_process discards SYN+FIN in LISTEN: no SYN-ACK, no RST.
+    ep = endpoint()
+    listener = ep.listen(None, 80)
+    assert ep.receive(PEER, HERE, seg(1234, 80, 100, flags=SYN | FIN), 0.0) is None
+    assert ep.segments_to_send(0.0) == []
+    assert ep.stats["syn_fin_dropped"] == 1
+    assert not listener.syn_queue and not ep.connections
+    # a plain SYN from the same peer still opens
+    assert ep.receive(PEER, HERE, seg(1234, 80, 100, flags=SYN), 0.0) is not None
+
+
 def test_listener_demultiplexes_by_four_tuple():
     ep = endpoint()
     listener = ep.listen(None, 80)
