@@ -54,6 +54,8 @@ class UdpEndpoint:
         self.received: deque[Datagram] = deque()
         self.errors: deque[IcmpError] = deque(maxlen=queue_limit)
         self.dropped = 0
+        #: Datagrams and payload bytes taken in (queued) and sent, for ``ss``.
+        self.rx_datagrams = self.rx_bytes = self.tx_datagrams = self.tx_bytes = 0
         self.notify: Callable[[], None] | None = None
         self.closed = False
 
@@ -67,6 +69,8 @@ class UdpEndpoint:
             self.layer.counters["drop_queue_full"] += 1
             return
         self.received.append(datagram)
+        self.rx_datagrams += 1
+        self.rx_bytes += len(datagram.data)
         if self.notify:
             self.notify()
 
@@ -83,7 +87,21 @@ class UdpEndpoint:
         """
         if self.closed:
             raise ValueError("endpoint is closed")
-        self.layer.send(self, bytes(data), dst, dst_port, source=source)
+        data = bytes(data)
+        self.layer.send(self, data, dst, dst_port, source=source)
+        self.tx_datagrams += 1
+        self.tx_bytes += len(data)
+
+    def snapshot(self) -> dict[str, object]:
+        """What ``ss -u`` shows of this endpoint, read-only: queues in bytes (and
+        datagrams), drops, and what it took in and sent."""
+        return {"state": "UNCONN", "local_address": str(self.address), "local_port": self.port,
+                "remote_address": None, "remote_port": None,
+                "receive_queue": sum(len(d.data) for d in self.received), "send_queue": 0,
+                "queued_datagrams": len(self.received), "queued_errors": len(self.errors),
+                "dropped": self.dropped, "rx_datagrams": self.rx_datagrams,
+                "rx_bytes": self.rx_bytes, "tx_datagrams": self.tx_datagrams,
+                "tx_bytes": self.tx_bytes}
 
     def close(self) -> None:
         if not self.closed:
@@ -134,6 +152,10 @@ class UdpLayer:
         endpoint = UdpEndpoint(self, address, port, queue_limit)
         self._endpoints[key] = endpoint
         return endpoint
+
+    def snapshot(self) -> list[dict[str, object]]:
+        """Every bound endpoint's :meth:`UdpEndpoint.snapshot`."""
+        return [endpoint.snapshot() for endpoint in self._endpoints.values()]
 
     def unbind(self, endpoint: UdpEndpoint) -> None:
         key = _key(endpoint.address, endpoint.port)

@@ -826,10 +826,12 @@ class Connection:
             had_holes = len(self._ooo) > 0
             self._rcv_buf += payload
             self.rcv_nxt += len(payload)
+            self.stats["bytes_received"] += len(payload)
             if had_holes:
                 more = self._ooo.pop_ready(self.rcv_nxt)
                 self._rcv_buf += more
                 self.rcv_nxt += len(more)
+                self.stats["bytes_received"] += len(more)
                 self._ack_now = True          # RFC 5681 4.2: ACK at once when a hole fills
             else:
                 self._unacked_segments += 1
@@ -1029,6 +1031,7 @@ class Connection:
             if segment is not None:
                 out.append(segment)
                 self.stats["retransmitted_segments"] += 1
+                self.stats["bytes_retransmitted"] += len(segment.payload)
                 if self.snd_nxt == at:   # after a timeout: go on from behind this segment
                     self.snd_nxt = at + segment.segment_len
 
@@ -1114,6 +1117,7 @@ class Connection:
                 self._last_data_sent_at = now
             if retransmitting:
                 self.stats["retransmitted_segments"] += 1
+                self.stats["bytes_retransmitted"] += n
                 self._rtt_seq = None
             elif self._rtt_seq is None and not self.ts_ok and n:
                 self._rtt_seq = start + n
@@ -1152,6 +1156,8 @@ class Connection:
         self._unacked_segments = 0
         self._delack_at = None
         self.stats["segments_out"] += 1
+        if payload:
+            self.stats["bytes_sent"] += len(payload)
         return build_tcp_repr(self.local_port, self.remote_port, sq.wrap(seq_abs),
                               sq.wrap(self.rcv_nxt), FLAGS_BY_VALUE[flags], window,
                               timestamp=ts, sack_blocks=blocks, payload=payload)
@@ -1197,6 +1203,45 @@ class Connection:
 
     def _ts_now(self, now: float) -> int:
         return ts_clock(now, self._ts_offset)
+
+    # ------------------------------------------------------------------ inspection
+
+    def snapshot(self) -> dict[str, object]:
+        """What ``ss -ti`` shows of a socket, read-only: queues, window, RTT and counts.
+
+        ``send_queue`` holds the bytes not yet acknowledged (sent or not),
+        ``receive_queue`` those received in order and not yet read; ``ssthresh``
+        is None until a loss sets it; times are in milliseconds, ``srtt_ms``
+        None before the first RTT sample.  ``bytes_sent`` counts every
+        payload byte sent, retransmissions included (``bytes_retransmitted``);
+        ``bytes_received`` the bytes received in order.
+        """
+        stats = self.stats
+        # None while still "arbitrarily high" (RFC 5681 3.1): no loss yet.
+        ssthresh: int | None = self.cc.ssthresh if self.cc.ssthresh < 1 << 30 else None
+        srtt = self.rto.srtt
+        rttvar = self.rto.rttvar
+        return {
+            "state": self.state.value,
+            "send_queue": len(self._buf),
+            "receive_queue": len(self._rcv_buf),
+            "mss": self._smss(),
+            "cwnd": self.cc.cwnd,
+            "ssthresh": ssthresh,
+            "send_window": self.snd_wnd,
+            "in_flight": self.in_flight,
+            "srtt_ms": None if srtt is None else round(srtt * 1000, 3),
+            "rttvar_ms": None if rttvar is None else round(rttvar * 1000, 3),
+            "rto_ms": round(self.rto.rto * 1000, 3),
+            "retransmits": stats["retransmitted_segments"] + stats["syn_retransmits"],
+            "timeouts": stats["timeouts"],
+            "segments_in": stats["segments_in"],
+            "segments_out": stats["segments_out"],
+            "bytes_sent": stats["bytes_sent"],
+            "bytes_retransmitted": stats["bytes_retransmitted"],
+            "bytes_acked": max(0, self._buf_start - self.iss - 1),
+            "bytes_received": stats["bytes_received"],
+        }
 
     def __repr__(self) -> str:
         return (f"<Connection {self.local_port}->{self.remote_port} {self.state.value} "

@@ -170,6 +170,38 @@ class Endpoint:
         self._touched.clear()
         return out
 
+    def snapshot(self) -> list[dict[str, object]]:
+        """Every listener, connection and TIME-WAIT record, read-only (for ``ss``).
+
+        Each row has ``state`` and the local and remote address and port (a
+        listener on every address has None for its address; a listener has
+        no remote end); a connection adds :meth:`Connection.snapshot`.  A
+        listener's ``receive_queue`` is its accept queue and ``send_queue``
+        its backlog, as ``ss`` shows them.  A TIME-WAIT record keeps no
+        counters, so its row has only its ends and queues.
+        """
+        rows: list[dict[str, object]] = []
+        for listener in self.listeners.values():
+            rows.append({"state": "LISTEN",
+                         "local_address": None if listener.address is None
+                         else str(listener.address),
+                         "local_port": listener.port, "remote_address": None, "remote_port": None,
+                         "receive_queue": len(listener.accept_queue),
+                         "send_queue": listener.backlog, "syn_queue": len(listener.syn_queue)})
+        for key, conn in self.connections.items():
+            if conn.state is CLOSED:
+                continue            # gone; dropped from the table with its last output
+            row: dict[str, object] = {"local_address": str(key[0]), "local_port": key[1],
+                                      "remote_address": str(key[2]), "remote_port": key[3]}
+            row.update(conn.snapshot())
+            rows.append(row)
+        for key, held in self._time_wait.items():
+            if isinstance(held, tuple):     # a connection in TIME-WAIT was listed above
+                rows.append({"state": TIME_WAIT.value, "local_address": str(key[0]),
+                             "local_port": key[1], "remote_address": str(key[2]),
+                             "remote_port": key[3], "receive_queue": 0, "send_queue": 0})
+        return rows
+
     # ------------------------------------------------------------------ input
 
     def receive(self, src, dst, seg: TcpRepr, now: float) -> Connection | None:

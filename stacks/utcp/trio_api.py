@@ -91,6 +91,10 @@ class TcpLayer:
             raise ValueError(f"protocol 6 of this host is handled by {type(existing).__name__}")
         return existing
 
+    def snapshot(self) -> list[dict[str, object]]:
+        """The endpoint's listeners and connections (:meth:`Endpoint.snapshot`)."""
+        return self.endpoint.snapshot()
+
     # ---------------------------------------------------------------- ProtocolHandler
 
     def on_packet(self, src, dst, payload: memoryview, now: float) -> None:
