@@ -161,7 +161,7 @@ class Host:
     # Fixed attributes: more than CPython keeps inline in an instance, and slots
     # make the per-frame field accesses cheaper.
     __slots__ = (
-        "answer_echo", "counters", "gateways", "icmp_rate", "interfaces",
+        "answer_echo", "control_socket", "counters", "gateways", "icmp_rate", "interfaces",
         "ipv4_addresses", "ipv6_addresses", "mac", "neighbour_queue", "neighbours",
         "owns_link", "port", "reassembler", "runtime_cpu", "rx_batch", "tx_backlog",
         "_addresses", "_batch", "_clock", "_deferred", "_deferred_error", "_deferred_parked",
@@ -176,8 +176,11 @@ class Host:
                  gateway: IPAddress | str | Iterable[IPAddress | str] | None = None,
                  answer_echo: bool | None = None, clock: typing.Callable[[], float] | None = None,
                  rx_batch: int = 256, neighbour_queue: int = 64, tx_backlog: int = 4096,
-                 icmp_rate: int = 100):
+                 icmp_rate: int = 100, control_socket: bool = False):
         self.port = port
+        #: Whether :meth:`run` reports this host's connections and counters on the
+        #: process's control socket, for ``multistack-ctl ss`` (stacks.host.control).
+        self.control_socket = control_socket
         self.mac = MacAddress(bytes(port.mac))
         self.interfaces: list[IPInterface] = [ip_interface(a) for a in addresses]
         if not self.interfaces:
@@ -932,7 +935,20 @@ class Host:
                 self._add_runtime_cpu(started)
 
     async def run(self) -> None:
-        """Serve the port until cancelled (or the port closes: PortClosedError)."""
+        """Serve the port until cancelled (or the port closes: PortClosedError).
+
+        With ``control_socket``, the process's control socket reports on this
+        host meanwhile (opened by the first such host, removed after the last).
+        """
+        if not self.control_socket:
+            await self._run()
+            return
+        from .control import serving
+
+        async with serving(self):
+            await self._run()
+
+    async def _run(self) -> None:
         import trio
 
         fd = self.port.fileno()
