@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("version", parents=[common], help="print versions").set_defaults(func=cmd_version)
     sub.add_parser("ifaces", parents=[common],
                    help="list interfaces with MAC and addresses").set_defaults(func=cmd_ifaces)
+    from .ctl_ss import register_subcommand as register_ss
+
+    register_ss(sub, common)
     try:
         from .ctl_kernel import register_subcommands
     except ImportError:
