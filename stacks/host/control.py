@@ -13,7 +13,8 @@ snapshots (:meth:`stacks.utcp.Endpoint.snapshot`,
 Only the process's owner or root is answered (the socket is 0600 and the
 peer's credentials are checked).  A request that is not JSON, not an
 object, or unknown gets an error reply, and the connection stays open; a
-request line longer than ``MAX_REQUEST`` gets one and is closed.  Nothing a
+request line longer than ``MAX_REQUEST`` gets one and the rest of that
+line is skipped.  Nothing a
 client sends reaches the hosts' runtime: the server's errors stay in its
 own tasks.
 """
@@ -168,12 +169,13 @@ class ControlServer:
     async def _refuse(self, client, message: str) -> None:
         import trio
 
-        with client:
-            with trio.move_on_after(1.0):
-                try:
-                    await client.send(_line(_error(message)))
-                except OSError:
-                    pass
+        stream = trio.SocketStream(client)
+        try:
+            await _say_and_close(stream, message)
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            await trio.aclose_forcefully(stream)
 
     def _allowed(self, client) -> str | None:
         """Why the peer may not ask, or None when it may (the owner or root)."""
@@ -191,10 +193,10 @@ class ControlServer:
         try:
             refusal = self._allowed(client)
             if refusal is not None:
-                with trio.move_on_after(1.0):
-                    await stream.send_all(_line(_error(refusal)))
+                await _say_and_close(stream, refusal)
                 return
             pending = bytearray()
+            skipping = False            # the rest of an overlong line, already answered
             while True:
                 with trio.move_on_after(IDLE_TIMEOUT) as idle:
                     data = await stream.receive_some(stackctl.MAX_REQUEST + 1)
@@ -204,11 +206,16 @@ class ControlServer:
                 while b"\n" in pending:
                     request, _, rest = bytes(pending).partition(b"\n")
                     pending = bytearray(rest)
+                    if skipping:
+                        skipping = False
+                        continue
                     await stream.send_all(_line(self.answer(request)))
                 if len(pending) > stackctl.MAX_REQUEST:
-                    await stream.send_all(_line(_error(
-                        f"request longer than {stackctl.MAX_REQUEST} bytes")))
-                    return
+                    if not skipping:
+                        await stream.send_all(_line(_error(
+                            f"request longer than {stackctl.MAX_REQUEST} bytes")))
+                        skipping = True
+                    pending.clear()
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         except Exception:       # noqa: BLE001 -- a bug here must not end the process's trio run
@@ -237,6 +244,23 @@ class ControlServer:
             return _error(f"internal error: {type(exc).__name__}: {exc}")
         known = ", ".join(stackctl.REQUESTS)
         return _error(f"unknown request {name!r} (known: {known})"[:400])
+
+
+async def _say_and_close(stream, message: str) -> None:
+    """Send one error reply and end the conversation.  What the client sent
+    meanwhile is read and dropped first: closing with it unread would reset the
+    connection, and the client would lose the reply."""
+    import trio
+
+    with trio.move_on_after(1.0):
+        await stream.send_all(_line(_error(message)))
+        await stream.send_eof()
+        drained = 0
+        while drained < 1 << 20:
+            data = await stream.receive_some(65536)
+            if not data:
+                break
+            drained += len(data)
 
 
 def _line(message: dict) -> bytes:
