@@ -27,11 +27,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface
 
 import trio
@@ -82,6 +84,7 @@ class Demo:
     rows: list[Row] = field(default_factory=list)
     echo_stats: EchoStats = field(default_factory=EchoStats)
     utcp_accepted: int = 0      # connections the UTCP HTTP service accepted
+    sockets: list[str] = field(default_factory=list)   # `multistack-ctl ss` of the stack
 
     def stack_address(self, version: int):
         return next(i.ip for i in self.stack_addresses if i.version == version)
@@ -192,6 +195,44 @@ async def act_http(demo: Demo, version: int, port: int = HTTP_PORT,
 
 
 Service = Callable[[Demo, trio.Nursery], Awaitable[str]]
+
+
+async def act_ss(demo: Demo) -> None:
+    """`multistack-ctl ss` reads the running stack's sockets through its control
+    socket, while a Linux client holds an HTTP connection open half-way through
+    its request."""
+    server = demo.stack_address(4)
+    holder = ("import socket, sys, time\n"
+              f"s = socket.create_connection(({str(server)!r}, {HTTP_PORT}))\n"
+              "s.sendall(b'GET / HTTP/1.1\\r\\nHost: demo\\r\\n')\n"
+              "print('connected', flush=True)\n"
+              "time.sleep(30)\n")
+    argv = [sys.executable, "-m", "multistack.ctl", "ss", "--pid", str(os.getpid())]
+    async with trio.open_nursery() as nursery:
+        client = await nursery.start(partial(trio.run_process, ["ip", "netns", "exec",
+                                             demo.client_ns, sys.executable, "-c", holder],
+                                             stdout=subprocess.PIPE, check=False))
+        try:
+            with trio.fail_after(20):
+                await client.stdout.receive_some()           # "connected"
+                while True:
+                    done = await trio.run_process(argv, capture_stdout=True,
+                                                  capture_stderr=True, check=False)
+                    demo.sockets = done.stdout.decode(errors="replace").splitlines()
+                    if done.returncode != 0 or any(
+                            line.startswith("tcp   ESTAB") for line in demo.sockets):
+                        break
+                    await trio.sleep(0.05)
+        finally:
+            client.kill()
+    echo = [line for line in demo.sockets if line.startswith("udp") and f":{ECHO_PORT} " in line]
+    held = [line for line in demo.sockets if line.startswith("tcp   ESTAB")
+            and f"{server}:{HTTP_PORT} " in line]
+    listed = sum(1 for line in demo.sockets[1:] if line[:3] in ("tcp", "udp"))
+    result = (f"{listed} sockets listed" if done.returncode == 0
+              else done.stderr.decode(errors="replace").strip())
+    demo.rows.append(Row("sockets of the stack", "multistack-ctl ss", "control socket", result,
+                         done.returncode == 0 and len(echo) == 2 and len(held) == 1))
 
 
 async def service_udp_echo(demo: Demo, nursery: trio.Nursery) -> str:
@@ -345,6 +386,11 @@ def report(demo: Demo, backend, out) -> None:
     for line in table(["service", "client", "served by", "result", "check"], rows):
         print(line, file=out)
 
+    if demo.sockets:
+        print(f"\nSockets of the stack (multistack-ctl ss --pid {os.getpid()})", file=out)
+        for line in demo.sockets:
+            print("  " + line, file=out)
+
     print("\nCounters", file=out)
     udp = UdpLayer.of(demo.host)
     sections = [("user-level host", dict(demo.host.counters)), ("user-level UDP", dict(udp.counters)),
@@ -370,6 +416,7 @@ async def run_demo(backend_name: str = "tap", count: int = 3, out=sys.stdout,
     host = None
     try:
         host = backend.setup()
+        host.control_socket = True      # for `multistack-ctl ss` (act_ss)
         for line in backend.describe():
             print("  " + line, file=out)
         demo = Demo(backend.client_ns, backend.client_addresses, backend.stack_addresses, host, count,
@@ -378,7 +425,7 @@ async def run_demo(backend_name: str = "tap", count: int = 3, out=sys.stdout,
             nursery.start_soon(host.run)
             for service in SERVICES:
                 print(f"  serving: {await service(demo, nursery)}", file=out)
-            for name, act in ACTS + backend.extra_acts:
+            for name, act in ACTS + backend.extra_acts + [("ss", act_ss)]:
                 try:
                     await act(demo)
                 except (DemoError, OSError, trio.TooSlowError, AssertionError, ValueError) as exc:

@@ -34,7 +34,14 @@ def test_demo_shows_the_echo_exchange_and_cleans_up():
     assert re.search(r"stack  10\.200\.0\.2:80 +-> 10\.200\.0\.1:\d+ +UTCP accepted the connection", out)
     # Counters of both sides.
     assert re.search(r"UDP echo service: bytes=\d+, echoed=5", out)
-    assert re.search(r"UTCP: connections_accepted=2\b", out)       # the two curl fetches
+    # The two curl fetches and the connection held open while ss looks.
+    assert re.search(r"UTCP: connections_accepted=3\b", out)
+    # multistack-ctl ss on the running stack: its listener, the held connection, UDP echo.
+    assert re.search(r"sockets of the stack +multistack-ctl ss +control socket +\d+ sockets listed +ok", out)
+    assert re.search(r"tcp +LISTEN +0 +128 +\*:80 ", out)
+    assert re.search(r"tcp +ESTAB +\d+ +\d+ +10\.200\.0\.2:80 +10\.200\.0\.1:\d+ +pid=\d+ port=tap", out)
+    assert re.search(r"bytes_received:2\d\b", out)                  # the half request
+    assert re.search(r"udp +UNCONN +0 +0 +\[::\]:7 ", out)
     assert "arp_replies_sent=1" in out and "nd_adverts_sent=1" in out
     assert re.search(r"RESULT: (\d+)/\1 checks passed \(all passed\)", out)
     assert "FAILED" not in out

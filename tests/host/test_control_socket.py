@@ -101,7 +101,7 @@ def test_ss_json_shows_connections_states_and_counters(stack, run_dir):
     assert {r["remote_address"] for r in clients} == {"10.9.0.2", "fd00:9::2"}
     for row in clients + servers:
         assert row["state"] == "ESTABLISHED"
-        assert row["cwnd"] > 0 and row["srtt_ms"] > 0 and row["rto_ms"] >= 200
+        assert row["cwnd"] > 0 and row["srtt_ms"] is not None and row["rto_ms"] >= 200
         assert row["segments_in"] > 0 and row["segments_out"] > 0
     for row in clients:             # the bulk senders: all acknowledged, some of it twice
         assert row["bytes_acked"] == 200_000 and row["bytes_received"] == 1000
