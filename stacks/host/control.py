@@ -36,7 +36,7 @@ if typing.TYPE_CHECKING:
 
 #: Clients served at once; more are told so and closed.
 MAX_CLIENTS = 16
-#: Seconds a client may stay silent before it is closed.
+#: Seconds a client may stay silent (or not read its reply) before it is closed.
 IDLE_TIMEOUT = 60.0
 TCP, UDP = 6, 17
 
@@ -209,7 +209,10 @@ class ControlServer:
                     if skipping:
                         skipping = False
                         continue
-                    await stream.send_all(_line(self.answer(request)))
+                    with trio.move_on_after(IDLE_TIMEOUT) as stuck:     # a client not reading
+                        await stream.send_all(_line(self.answer(request)))
+                    if stuck.cancelled_caught:
+                        return
                 if len(pending) > stackctl.MAX_REQUEST:
                     if not skipping:
                         await stream.send_all(_line(_error(
