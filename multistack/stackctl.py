@@ -203,7 +203,7 @@ def _resolve(stack: StackInfo | int | str | os.PathLike) -> tuple[str, int | Non
     return path, int(match.group(1)) if match else None, uid
 
 
-def query(stack: StackInfo | int | str | os.PathLike, request: str | dict,
+def query(stack_or_path: StackInfo | int | str | os.PathLike, request: str | dict,
           timeout: float = 5.0) -> dict:
     """Ask a stack (a :class:`StackInfo`, a pid or a socket path) one request and
     return its reply (a dict with ``"ok": true``).
@@ -212,7 +212,7 @@ def query(stack: StackInfo | int | str | os.PathLike, request: str | dict,
     request object.  Raises :class:`NoSuchStackError`, :class:`StackPermissionError`
     or :class:`StackControlError` (no answer in ``timeout`` seconds, an error reply).
     """
-    path, pid, uid = _resolve(stack)
+    path, pid, uid = _resolve(stack_or_path)
     what = f"stack {pid}" if pid is not None else path
     message = {"request": request} if isinstance(request, str) else request
     line = json.dumps(message, separators=(",", ":")).encode() + b"\n"
