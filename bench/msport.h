@@ -68,7 +68,7 @@ static inline int msport_open(struct msport *p, const char *ifname,
 /*
  * Creates a socket bound to addr:port (proto "udp" or "tcp"), registers
  * the 3-tuple with it and returns the socket (kept open by the caller), or
- * -errno.
+ * -errno.  No SO_REUSEADDR: a shared binding is no proof (EPERM).
  */
 static inline int msport_claim(struct msport *p, int udp, const char *addr,
 			       uint16_t port)
@@ -76,14 +76,13 @@ static inline int msport_claim(struct msport *p, int udp, const char *addr,
 	struct sockaddr_in sin = { .sin_family = AF_INET,
 				   .sin_port = htons(port) };
 	struct ms_reg_req r;
-	int s, one = 1;
+	int s;
 
 	if (inet_pton(AF_INET, addr, &sin.sin_addr) != 1)
 		return -EINVAL;
 	s = socket(AF_INET, udp ? SOCK_DGRAM : SOCK_STREAM, 0);
 	if (s < 0)
 		return -errno;
-	setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(s, (struct sockaddr *)&sin, sizeof(sin)))
 		goto err;
 	memset(&r, 0, sizeof(r));
