@@ -34,10 +34,13 @@ Topology (two namespaces this script creates and deletes)::
 Sizes are Ethernet frame sizes including the 4-byte FCS (64 B = a 60-byte
 frame in memory); Gbit/s counts those bytes (no preamble or gap).  Every
 figure is measured in this run; a row that cannot be measured says n/a and
-why.  Nothing is asserted.
+why.  Nothing is asserted.  The main RX and TX tables also go out as one
+line, ``@bench-json kmod {...}``, which scripts/bench stores as
+bench/results/kmod.json and plots (bench/plot.py).
 """
 
 import argparse
+import json
 import os
 import re
 import select
@@ -726,6 +729,28 @@ def best(results):
     return results[-1]
 
 
+def summary(res, size):
+    """One side of a throughput row for the JSON record."""
+    if isinstance(res, str):
+        return {"na": res}
+    c = cost_us(res)
+    return {"pps": round(pps(res), 1),
+            "gbps": round(pps(res) * size * 8 / 1e9, 5),
+            "us_per_pkt": round(c, 3) if c else None}
+
+
+def emit_json(args, b, rx_rows, tx_rows):
+    """The throughput tables as one line, ``@bench-json kmod {...}``, which
+    scripts/bench stores as bench/results/kmod.json and plots."""
+    data = {"kind": "kmod", "kernel": os.uname().release, "vcpus": b.ncpu,
+            "quick": args.quick, "seconds": args.seconds, "reps": args.reps}
+    for key, rows in (("rx", rx_rows), ("tx", tx_rows)):
+        data[key] = [{"size": size, "port": summary(a, size),
+                      "os": summary(o, size)} for size, a, o in rows]
+    print("@bench-json kmod " + json.dumps(data, separators=(",", ":")),
+          flush=True)
+
+
 def path_cost_table(b, pg, sizes, count, reps):
     """The receive paths' own cost per frame, the generator's subtracted.
 
@@ -1070,6 +1095,8 @@ def main():
             plot("RX over the veth, throughput vs frame size", rx_rows)
         if tx_rows:
             plot("TX, throughput vs frame size", tx_rows)
+        if rx_rows or tx_rows:
+            emit_json(args, b, rx_rows, tx_rows)
 
         # ---- memory per port
         if args.only not in (None, "mem"):
