@@ -37,6 +37,12 @@
  *                 slots/buffers writes; taken by the rx_handler (softirq)
  *                 and by RX sync/poll.  An RX sync that would change
  *                 nothing reads those three with READ_ONCE and skips it.
+ *   rej->lock     spinlock_t, innermost: guards a port's ring of rejected
+ *                 TX frames (ms_rej.c).  Taken by TX sync (within
+ *                 tx_mutex, with or without BH disabled and RCU held) and
+ *                 by MS_IOC_REJECTS (within rtnl); never from softirq, so
+ *                 without _bh.  Under PREEMPT_RT it sleeps, which both
+ *                 those sections allow there.
  *   RCU           the rx_handler (softirq, inside rcu_read_lock from the
  *                 core) and TX validation read the hash table and
  *                 iface->dev locklessly.  Writers remove with
@@ -111,6 +117,13 @@ struct ms_tx_pages {
 					 * locklessly by /proc (READ_ONCE) */
 };
 
+/* the last rejected TX frames of a port (ms_rej.c) */
+struct ms_rej_ring {
+	spinlock_t lock;
+	u64 total;				/* recorded since bind */
+	struct ms_rej_entry e[MS_REJ_RING];	/* [total % MS_REJ_RING] next */
+};
+
 struct ms_port {
 	struct ms_iface *iface;			/* holds a kref */
 	struct list_head node;			/* iface->ports, rtnl */
@@ -148,6 +161,7 @@ struct ms_port {
 
 	wait_queue_head_t wq;
 	struct ms_pcpu_stats __percpu *stats;
+	struct ms_rej_ring *rej;		/* rejected TX frames */
 };
 
 struct ms_reg {
@@ -239,6 +253,12 @@ rx_handler_result_t ms_rx_handler(struct sk_buff **pskb);
 /* ms_tx.c */
 int ms_port_txsync(struct ms_port *port);
 void ms_port_tx_free_pages(struct ms_port *port);
+
+/* ms_rej.c */
+struct ms_rej_ring *ms_rej_alloc(gfp_t gfp);
+void ms_rej_record(struct ms_rej_ring *ring, int reason, u32 len,
+		   const void *data, u32 caplen);
+int ms_rej_ioctl(struct file *file, struct ms_rej_req *req);
 
 /* ms_stats.c */
 struct ms_pcpu_stats __percpu *ms_stats_alloc(gfp_t gfp);

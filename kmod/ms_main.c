@@ -52,6 +52,13 @@ static_assert(sizeof(struct ms_reg_req) == 48);
 static_assert(offsetof(struct ms_reg_req, addr) == 16);
 static_assert(sizeof(struct ms_stats) == 544);
 static_assert(offsetof(struct ms_stats, port) == 32);
+static_assert(sizeof(struct ms_rej_entry) == 152);
+static_assert(offsetof(struct ms_rej_entry, reason) == 8);
+static_assert(offsetof(struct ms_rej_entry, data) == 24);
+static_assert(sizeof(struct ms_rej_req) == 64);
+static_assert(offsetof(struct ms_rej_req, entries) == 16);
+static_assert(offsetof(struct ms_rej_req, total) == 24);
+static_assert(offsetof(struct ms_rej_req, ifname) == 40);
 static_assert(sizeof(struct ms_key) == 20);
 
 atomic_t ms_live_ports = ATOMIC_INIT(0);
@@ -208,6 +215,19 @@ static long ms_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 out_stats:
 		kfree(st);
 		return err;
+	}
+
+	case MS_IOC_REJECTS: {
+		struct ms_rej_req req;
+
+		if (copy_from_user(&req, uarg, sizeof(req)))
+			return -EFAULT;
+		err = ms_rej_ioctl(file, &req);
+		if (err)
+			return err;
+		if (copy_to_user(uarg, &req, sizeof(req)))
+			return -EFAULT;
+		return 0;
 	}
 	}
 	return -ENOTTY;

@@ -265,6 +265,11 @@ int ms_port_bind(struct ms_file *mf, struct ms_port_req *req)
 		err = -ENOMEM;
 		goto err_free_port;
 	}
+	port->rej = ms_rej_alloc(GFP_KERNEL_ACCOUNT);
+	if (!port->rej) {
+		err = -ENOMEM;
+		goto err_free_stats;
+	}
 	err = ms_port_charge(port, (lay.total >> PAGE_SHIFT) + MS_TX_PAGES_MAX);
 	if (err)
 		goto err_free_stats;
@@ -309,6 +314,7 @@ err_unlock:
 err_uncharge:
 	ms_port_uncharge(port);
 err_free_stats:
+	kvfree(port->rej);
 	free_percpu(port->stats);
 err_free_port:
 	kfree(port);
@@ -333,6 +339,7 @@ void ms_port_release(struct ms_port *port)
 	ms_port_free_pages(port);
 	ms_port_uncharge(port);
 	free_percpu(port->stats);
+	kvfree(port->rej);
 	kfree(port);
 	atomic_dec(&ms_live_ports);
 }

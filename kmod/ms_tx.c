@@ -39,7 +39,9 @@
  *   the interface's address), not owned (source tuple registered nowhere,
  *   or its proof let it go), owned by another port.  Counters are summed
  *   locally and added to the per-CPU port and interface counters once per
- *   sync.
+ *   sync.  A refused frame is also kept, with its reason and first bytes,
+ *   in the port's ring of rejected frames (ms_rej.c, MS_IOC_REJECTS), from
+ *   the refusing branch only, so frames that pass pay nothing for it.
  *
  * PREEMPT_RT: local_bh_disable() stays preemptible there but disables
  * migration and takes the CPU's softirq lock, so the burst keeps its CPU
@@ -87,6 +89,17 @@ static void ms_tx_flush_stats(struct ms_tx_ctx *c)
 		ms_stat_add(port->stats, MS_STAT_TX_BYTES, c->bytes);
 		ms_stat_add(port->iface->stats, MS_STAT_TX_BYTES, c->bytes);
 	}
+}
+
+/*
+ * A refused frame: counted under its reason and kept in the port's ring of
+ * rejected frames with its first bytes (data NULL: none can be read).
+ */
+static void ms_tx_refuse(struct ms_tx_ctx *c, int reason, u32 len,
+			 const void *data)
+{
+	c->cnt[reason]++;
+	ms_rej_record(c->port->rej, reason, len, data, len);
 }
 
 /* Key of the frame's source tuple, kept in skb->cb until the lookup. */
@@ -169,22 +182,43 @@ static u32 ms_tx_frag_size(const struct ms_tx_ctx *c, u32 len)
 	       SKB_DATA_ALIGN(sizeof(struct skb_shared_info));
 }
 
-/* Phase 1: returns 0, or the MS_STAT_* counter of the rejection. */
-static int ms_tx_reserve(struct ms_tx_ctx *c,
-			 const struct ms_netmap_slot *slot,
-			 struct ms_tx_frame *f)
+/*
+ * A slot refused before its copy: kept with the bytes in its buffer (at
+ * most MS_REJ_SNAPLEN < MS_MIN_BUF_SIZE), if its index is in range.
+ */
+static void ms_tx_refuse_slot(struct ms_tx_ctx *c, int reason, u32 idx,
+			      u32 len)
+{
+	struct ms_port *port = c->port;
+
+	BUILD_BUG_ON(MS_REJ_SNAPLEN > MS_MIN_BUF_SIZE);
+	ms_tx_refuse(c, reason, len, idx < port->nbufs ?
+		     port->pool + (size_t)idx * port->buf_size : NULL);
+}
+
+/* Phase 1: true when the slot passed; a refusal or failure is counted. */
+static bool ms_tx_reserve(struct ms_tx_ctx *c,
+			  const struct ms_netmap_slot *slot,
+			  struct ms_tx_frame *f)
 {
 	struct ms_port *port = c->port;
 	u32 idx = READ_ONCE(slot->buf_idx);
 	u32 len = READ_ONCE(slot->len);
+	int reason;
 	u32 size;
 
 	if (len < MS_MIN_FRAME)
-		return MS_STAT_TX_REJ_RUNT;
-	if (len > c->max_len)
-		return MS_STAT_TX_REJ_OVERSIZE;
-	if (idx >= port->nbufs)
-		return MS_STAT_TX_REJ_BAD_SLOT;
+		reason = MS_STAT_TX_REJ_RUNT;
+	else if (len > c->max_len)
+		reason = MS_STAT_TX_REJ_OVERSIZE;
+	else if (idx >= port->nbufs)
+		reason = MS_STAT_TX_REJ_BAD_SLOT;
+	else
+		reason = 0;
+	if (reason) {
+		ms_tx_refuse_slot(c, reason, idx, len);
+		return false;
+	}
 	f->off = idx * port->buf_size;
 	f->len = len;
 	size = ms_tx_frag_size(c, len);
@@ -192,7 +226,11 @@ static int ms_tx_reserve(struct ms_tx_ctx *c,
 	f->is_frag = f->mem;
 	if (!f->mem)
 		f->mem = alloc_skb(c->headroom + len, GFP_KERNEL);
-	return f->mem ? 0 : MS_STAT_TX_ERROR;
+	if (!f->mem) {
+		c->cnt[MS_STAT_TX_ERROR]++;
+		return false;
+	}
+	return true;
 }
 
 /*
@@ -200,23 +238,23 @@ static int ms_tx_reserve(struct ms_tx_ctx *c,
  * cache, refilled in bulk): copies the frame into its private skb and
  * runs every check that does not need the registration table on that
  * copy.  Returns the skb, its source tuple in ms_tx_key(skb), or NULL
- * with *reason set to the MS_STAT_* counter; the reserved memory is
+ * when it was refused or failed (counted); the reserved memory is
  * consumed either way.
  */
 static struct sk_buff *ms_tx_prepare(struct ms_tx_ctx *c,
-				     const struct ms_tx_frame *f, int *reason)
+				     const struct ms_tx_frame *f)
 {
 	struct net_device *dev = c->dev;
 	struct ms_cls_result cls;
 	struct sk_buff *skb = f->mem;
 	struct ms_key *key;
-	int v;
+	int v, reason;
 
 	if (f->is_frag) {
 		skb = napi_build_skb(f->mem, ms_tx_frag_size(c, f->len));
 		if (!skb) {
 			skb_free_frag(f->mem);
-			*reason = MS_STAT_TX_ERROR;
+			c->cnt[MS_STAT_TX_ERROR]++;
 			return NULL;
 		}
 	}
@@ -225,13 +263,13 @@ static struct sk_buff *ms_tx_prepare(struct ms_tx_ctx *c,
 
 	v = ms_classify(skb->data, f->len, 0, &cls);
 	if (v != MS_CLS_OK) {
-		*reason = v == MS_CLS_FRAGMENT ? MS_STAT_TX_REJ_FRAGMENT :
-						 MS_STAT_TX_REJ_MALFORMED;
-		goto drop;
+		reason = v == MS_CLS_FRAGMENT ? MS_STAT_TX_REJ_FRAGMENT :
+						MS_STAT_TX_REJ_MALFORMED;
+		goto refuse;
 	}
 	if (!ether_addr_equal(skb->data + ETH_ALEN, dev->dev_addr)) {
-		*reason = MS_STAT_TX_REJ_BAD_MAC;
-		goto drop;
+		reason = MS_STAT_TX_REJ_BAD_MAC;
+		goto refuse;
 	}
 	key = ms_tx_key(skb);
 	ms_key_fill(key, cls.family, cls.proto, cls.src_addr, cls.src_port);
@@ -246,7 +284,8 @@ static struct sk_buff *ms_tx_prepare(struct ms_tx_ctx *c,
 	skb->priority = 0;
 	return skb;
 
-drop:
+refuse:
+	ms_tx_refuse(c, reason, skb->len, skb->data);	/* the private copy */
 	kfree_skb(skb);
 	return NULL;
 }
@@ -317,18 +356,14 @@ static void ms_tx_burst(struct ms_tx_ctx *c, u32 first, u32 n)
 	struct ms_tx_frame frames[MS_TX_BURST];
 	struct sk_buff *skbs[MS_TX_BURST];
 	u32 mask = port->tx_slots - 1, i;
-	int k = 0, j, done = 0, reason;
+	int k = 0, j, done = 0;
 	struct ms_reg *reg;
 
 	/* reserve: may sleep; frames[0..k) are the slots that passed */
-	for (i = 0; i < n; i++) {
-		reason = ms_tx_reserve(c, ms_slot(port->tx, (first + i) & mask),
-				       &frames[k]);
-		if (reason)
-			c->cnt[reason]++;
-		else
+	for (i = 0; i < n; i++)
+		if (ms_tx_reserve(c, ms_slot(port->tx, (first + i) & mask),
+				  &frames[k]))
 			k++;
-	}
 
 	/*
 	 * One BH section for the rest of the burst: skb heads come from the
@@ -337,12 +372,10 @@ static void ms_tx_burst(struct ms_tx_ctx *c, u32 first, u32 n)
 	 */
 	local_bh_disable();
 	for (i = 0, j = 0; i < k; i++) {
-		struct sk_buff *skb = ms_tx_prepare(c, &frames[i], &reason);
+		struct sk_buff *skb = ms_tx_prepare(c, &frames[i]);
 
 		if (skb)
 			skbs[j++] = skb;
-		else
-			c->cnt[reason]++;
 	}
 	k = j;
 
@@ -354,8 +387,9 @@ static void ms_tx_burst(struct ms_tx_ctx *c, u32 first, u32 n)
 			skbs[j++] = skbs[i];
 			continue;
 		}
-		c->cnt[!reg ? MS_STAT_TX_REJ_NOT_OWNED :
-			      MS_STAT_TX_REJ_OTHER_PORT]++;
+		ms_tx_refuse(c, !reg ? MS_STAT_TX_REJ_NOT_OWNED :
+				       MS_STAT_TX_REJ_OTHER_PORT,
+			     skbs[i]->len, skbs[i]->data);
 		kfree_skb(skbs[i]);
 	}
 	rcu_read_unlock();

@@ -36,6 +36,11 @@ UAPI = Path(__file__).resolve().parents[2] / "kmod" / "include" / "uapi" / "mult
                            "sockfd": 12, "addr": 16, "reserved": 32}, 48),
     ("struct ms_stats", {"version": 0, "flags": 4, "ifname": 8, "reserved": 24, "port": 32,
                          "iface": 32 + 8 * 32}, 544),
+    ("struct ms_rej_entry", {"time_ns": 0, "reason": 8, "len": 12, "caplen": 16,
+                             "reserved": 20, "data": 24}, 152),
+    ("struct ms_rej_req", {"version": 0, "flags": 4, "port_id": 8, "count": 12,
+                           "entries": 16, "total": 24, "kept": 32, "ifindex": 36,
+                           "ifname": 40, "reserved": 56}, 64),
 ])
 def test_layout(struct, fields, size):
     assert ffi.sizeof(struct) == size
@@ -60,6 +65,8 @@ def test_constants():
     assert lib.MS_IOC_PORT_BIND == (3 << 30) | (80 << 16) | (0xB7 << 8) | 3
     assert lib.MS_IOC_REGISTER == (1 << 30) | (48 << 16) | (0xB7 << 8) | 4
     assert lib.MS_IOC_STATS == (3 << 30) | (544 << 16) | (0xB7 << 8) | 8
+    assert lib.MS_IOC_REJECTS == (3 << 30) | (64 << 16) | (0xB7 << 8) | 10
+    assert (lib.MS_REJ_RING, lib.MS_REJ_SNAPLEN) == (64, 128)
     assert lib.MS_IOC_TXSYNC == (0xB7 << 8) | 6
     assert lib.MS_IOC_RXSYNC == (0xB7 << 8) | 7
 

@@ -79,6 +79,8 @@
  *   MS_IOC_STATS      _IOWR struct ms_stats    counters (see below)
  *   MS_IOC_INFO       _IOWR struct ms_port_req on a port fd: read back the
  *                                              port's parameters
+ *   MS_IOC_REJECTS    _IOWR struct ms_rej_req  on any fd: the last TX frames
+ *                                              a port refused (see below)
  *
  * Errno table
  *   EINVAL          malformed request: bad version, undocumented flags,
@@ -93,7 +95,8 @@
  *                   offset / without MAP_SHARED; MS_IOC_PORT_BIND on an fd
  *                   that already is a port.
  *   EPERM           ATTACH/DETACH without CAP_NET_ADMIN in the caller's
- *                   network namespace.
+ *                   network namespace; REJECTS on another user's port
+ *                   without CAP_NET_ADMIN there.
  *   ENODEV          no interface of that name in the caller's namespace
  *                   (ATTACH/DETACH/PORT_BIND/STATS by name); or the
  *                   interface is not Ethernet (ATTACH).
@@ -101,7 +104,9 @@
  *   EBUSY           ATTACH: interface already has another rx_handler
  *                   (bridge, bond, macvlan, ...).
  *   ENOENT          DETACH/PORT_BIND/STATS by name: interface not attached;
- *                   UNREGISTER: tuple not registered to this port.
+ *                   UNREGISTER: tuple not registered to this port;
+ *                   REJECTS: no port of that id on an interface attached
+ *                   in the caller's network namespace.
  *   ENOTCONN        port ioctl (REGISTER, UNREGISTER, *SYNC, INFO) or mmap
  *                   on an fd that is not bound to a port.
  *   ENXIO           the port's interface vanished or was detached (the
@@ -355,6 +360,50 @@ struct ms_stats {
 	__u64 iface[MS_STAT_MAX];	/* out */
 };					/* 544 bytes */
 
+/*
+ * Rejected TX frames (MS_IOC_REJECTS).  Each port keeps the last
+ * MS_REJ_RING frames its TX syncs refused, with the MS_STAT_* counter that
+ * counted the refusal (one of the TX_REJ_* ones; TX_ERROR, a failure
+ * rather than a refusal, is not kept), the time and the frame's first
+ * MS_REJ_SNAPLEN bytes (none for TX_REJ_BAD_SLOT: the buffer index is
+ * out of range).  Older entries are overwritten.  Any fd of the device may
+ * ask, for a port of an interface attached in the caller's namespace; the
+ * caller (the credentials the fd was opened with) must be the port's
+ * opener (same euid) or have CAP_NET_ADMIN in that namespace, the rule
+ * that shows a port's pid in /proc/net/multistack (EPERM otherwise).
+ * The newest min(count, kept) entries are copied to entries[], oldest
+ * first; count = 0 only reads total and kept.  Entries are in the order
+ * the frames were refused: within one TX sync, the length and buffer
+ * index checks run on a burst before the content checks, and those before
+ * the ownership check, so that order may differ from the slots'.
+ */
+#define MS_REJ_RING		64	/* entries kept per port */
+#define MS_REJ_SNAPLEN		128	/* bytes kept of each frame */
+
+struct ms_rej_entry {
+	__u64 time_ns;			/* 0: CLOCK_REALTIME, ns */
+	__u32 reason;			/* 8: MS_STAT_* index */
+	__u32 len;			/* 12: the frame's length (slot.len) */
+	__u32 caplen;			/* 16: bytes in data[] */
+	__u32 reserved;			/* 20: 0 */
+	__u8 data[MS_REJ_SNAPLEN];	/* 24: the frame's first bytes */
+};					/* 152 bytes */
+
+struct ms_rej_req {
+	__u32 version;			/* MS_ABI_VERSION */
+	__u32 flags;			/* 0 */
+	__u32 port_id;			/* in: as in /proc/net/multistack */
+	__u32 count;			/* in: room in entries[]; out: filled */
+	__u64 entries;			/* in: user pointer to
+					 *     struct ms_rej_entry[count] */
+	__u64 total;			/* out: refusals kept since bind */
+	__u32 kept;			/* out: in the ring now (total -
+					 *      kept were overwritten) */
+	__u32 ifindex;			/* out: the port's interface */
+	char ifname[MS_IFNAMSIZ];	/* out */
+	__u8 reserved[8];		/* 0 */
+};					/* 64 bytes */
+
 /* ---- shared memory (netmap layout) ---- */
 
 #define MS_IF_SIZE		4096	/* region reserved for ms_netmap_if */
@@ -415,5 +464,6 @@ struct ms_netmap_if {
 #define MS_IOC_RXSYNC		_IO(MS_IOC_MAGIC, 7)
 #define MS_IOC_STATS		_IOWR(MS_IOC_MAGIC, 8, struct ms_stats)
 #define MS_IOC_INFO		_IOWR(MS_IOC_MAGIC, 9, struct ms_port_req)
+#define MS_IOC_REJECTS		_IOWR(MS_IOC_MAGIC, 10, struct ms_rej_req)
 
 #endif /* _UAPI_MULTISTACK_H */
