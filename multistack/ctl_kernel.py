@@ -7,6 +7,11 @@
                                      all with CAP_NET_ADMIN) and their
                                      registered 3-tuples
     multistack-ctl stats [IFACE]     counters per interface and per port
+    multistack-ctl rejects [PORT] [-w FILE]
+                                     the last TX frames the module refused,
+                                     per port (its owner or CAP_NET_ADMIN):
+                                     a table, or pcapng with the reason as
+                                     each packet's comment
 
 Every subcommand takes ``--json``.  Errors the user can cause (module not
 loaded, no such interface, not attached, no permission) are one line on
@@ -17,8 +22,11 @@ stderr and exit status 2.  Names (interfaces, commands) are printed escaped
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
+import struct
 import sys
+import time
 from typing import Any
 
 from .errors import CtlError
@@ -160,9 +168,110 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def describe_frame(data: bytes, length: int) -> str:
+    """A short decode of a frame's first bytes, for people: ``proto src >
+    dst``, as far as the bytes go (a refused frame may be anything)."""
+    if not data:
+        return f"(no bytes kept of {length})" if length else "(empty)"
+    if len(data) < 14:
+        return f"({len(data)} bytes: no Ethernet header)"
+    ethertype = struct.unpack_from("!H", data, 12)[0]
+    l3 = data[14:]
+    if ethertype == 0x0800 and len(l3) >= 20 and l3[0] >> 4 == 4:
+        src, dst = ipaddress.IPv4Address(l3[12:16]), ipaddress.IPv4Address(l3[16:20])
+        proto, l4 = l3[9], l3[(l3[0] & 0xF) * 4:]
+        frag = struct.unpack_from("!H", l3, 6)[0] & 0x3FFF
+        if frag:
+            return f"ipv4 {src} > {dst} proto {proto} fragment"
+    elif ethertype == 0x86DD and len(l3) >= 40 and l3[0] >> 4 == 6:
+        src, dst = ipaddress.IPv6Address(l3[8:24]), ipaddress.IPv6Address(l3[24:40])
+        proto, l4 = l3[6], l3[40:]
+    elif ethertype in (0x0800, 0x86DD):
+        return f"{'ipv4' if ethertype == 0x0800 else 'ipv6'} (header cut short)"
+    else:
+        return f"ethertype 0x{ethertype:04x}"
+    names = {6: "tcp", 17: "udp"}
+    if proto in names and len(l4) >= 4:
+        sport, dport = struct.unpack_from("!HH", l4)
+        fmt = (lambda a, p: f"[{a}]:{p}") if src.version == 6 else (lambda a, p: f"{a}:{p}")
+        return f"{names[proto]} {fmt(src, sport)} > {fmt(dst, dport)}"
+    return f"ipv{src.version} {src} > {dst} proto {proto}"
+
+
+def _time_text(time_ns: int) -> str:
+    seconds, ns = divmod(time_ns, 10**9)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds)) + f".{ns // 1000:06d}Z"
+
+
+def _readable_rejects(kernel, port_id: int | None) -> list:
+    """The rings of port_id, or of every port of this namespace the caller
+    may read (another user's port is left out without CAP_NET_ADMIN)."""
+    if port_id is not None:
+        return [_call(kernel.rejected_frames, port_id)]
+    rings = []
+    for port in _call(kernel.list_ports):
+        try:
+            rings.append(kernel.rejected_frames(port["id"]))
+        except (kernel.PermissionDeniedError, kernel.NoSuchPortError):
+            continue    # not ours, or closed since /proc was read
+        except kernel.KernelModuleError as exc:
+            raise CtlError(str(exc)) from None
+    return rings
+
+
+def _write_pcapng(args: argparse.Namespace, kernel, rings: list, frames: list) -> None:
+    from contextlib import nullcontext
+
+    from .pcapng import PcapngWriter
+
+    try:
+        target = (nullcontext(sys.stdout.buffer) if args.write == "-"
+                  else open(args.write, "wb"))
+    except OSError as exc:
+        raise CtlError(f"cannot write {printable(args.write)}: {exc.strerror}") from None
+    with target as out, PcapngWriter(out, application="multistack-ctl rejects") as w:
+        ids = {r.port_id: w.add_interface(f"port {r.port_id} ({r.ifname})",
+                                          snaplen=kernel.REJ_SNAPLEN) for r in rings}
+        for ring, f in frames:
+            w.write(f.data, f.time_ns, interface=ids[ring.port_id],
+                    original_length=f.length, comment=f.reason)
+
+
+def cmd_rejects(args: argparse.Namespace) -> int:
+    kernel = _kernel()
+    rings = _readable_rejects(kernel, args.port)
+    frames = sorted(((r, f) for r in rings for f in r.frames), key=lambda rf: rf[1].time_ns)
+    if args.write is not None:
+        _write_pcapng(args, kernel, rings, frames)
+        if args.write == "-":
+            return 0
+    data = [{"port": r.port_id, "iface": r.ifname, "total": r.total, "kept": len(r.frames),
+             "overwritten": r.overwritten,
+             "frames": [{"time_ns": f.time_ns, "time": _time_text(f.time_ns),
+                         "reason": f.reason, "length": f.length,
+                         "data": f.data.hex(), "summary": describe_frame(f.data, f.length)}
+                        for f in r.frames]}
+            for r in rings]
+    lines = []
+    for r in rings:
+        lines.append(f"port {r.port_id} ({printable(r.ifname)}): {r.total} refused, "
+                     f"{len(r.frames)} kept, {r.overwritten} overwritten")
+    if args.write is not None:
+        lines.append(f"wrote {len(frames)} frames to {printable(args.write)}")
+    elif frames:
+        lines.append(f"{'time (UTC)':<27}  {'port':>5}  {'reason':<18}  {'len':>5}  frame")
+        for r, f in frames:
+            lines.append(f"{_time_text(f.time_ns):<27}  {r.port_id:>5}  {f.reason:<18}  "
+                         f"{f.length:>5}  {describe_frame(f.data, f.length)}")
+    if not rings:
+        lines.append("no port you may read")
+    _emit(args, data, lines)
+    return 0
+
+
 def register_subcommands(sub: argparse._SubParsersAction,
                          common: argparse.ArgumentParser | None = None) -> None:
-    """Add attach, detach, list and stats to `multistack-ctl`."""
+    """Add attach, detach, list, stats and rejects to `multistack-ctl`."""
     parents = [common] if common is not None else []
     p = sub.add_parser("attach", parents=parents,
                        help="attach MultiStack to an interface (needs CAP_NET_ADMIN)")
@@ -182,3 +291,13 @@ def register_subcommands(sub: argparse._SubParsersAction,
                        help="counters per attached interface and per port")
     p.add_argument("iface", nargs="?", help="only this interface")
     p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("rejects", parents=parents,
+                       help="the last TX frames the module refused, with the reason "
+                            "(the port's owner or CAP_NET_ADMIN)")
+    p.add_argument("port", nargs="?", type=int,
+                   help="port id (as in list); default: every port you may read")
+    p.add_argument("-w", dest="write", metavar="FILE",
+                   help="write pcapng to FILE ('-': standard output), the reason as "
+                        "each packet's comment")
+    p.set_defaults(func=cmd_rejects)

@@ -414,6 +414,77 @@ def list_ports() -> list[dict]:
     return [p for i in status() for p in i["ports"]]
 
 
+class NoSuchPortError(KernelModuleError):
+    """ENOENT from MS_IOC_REJECTS: no port of that id in this namespace."""
+
+
+_REJECTS = {
+    E.ENOENT: (NoSuchPortError, "no such port on an interface attached in this "
+                                "network namespace"),
+    E.EPERM: (PermissionDeniedError, "another user's port (reading it needs "
+                                     "CAP_NET_ADMIN)"),
+}
+
+#: Frames the module keeps per port, and bytes of each (MS_REJ_*).
+REJ_RING = lib.MS_REJ_RING
+REJ_SNAPLEN = lib.MS_REJ_SNAPLEN
+
+
+@dataclass(frozen=True)
+class RejectedFrame:
+    """A TX frame the module refused: ``reason`` is the counter that counted
+    it (a ``tx_rej_*`` name of :data:`STAT_NAMES`), ``length`` the frame's
+    length and ``data`` its first bytes (at most :data:`REJ_SNAPLEN`)."""
+    time_ns: int
+    reason: str
+    length: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class PortRejects:
+    """The rejected-frame ring of one port, oldest frame first."""
+    port_id: int
+    ifname: str
+    ifindex: int
+    total: int                  # refusals since the port was bound
+    frames: list[RejectedFrame]
+
+    @property
+    def overwritten(self) -> int:
+        """Refusals no longer kept: the ring holds the last REJ_RING."""
+        return self.total - len(self.frames)
+
+
+def rejected_frames(port_id: int) -> PortRejects:
+    """The last TX frames port ``port_id`` (of this network namespace) had
+    refused.  Needs to be the port's owner (euid) or CAP_NET_ADMIN:
+    otherwise PermissionDeniedError; NoSuchPortError for an unknown id."""
+    entries = ffi.new("struct ms_rej_entry[]", REJ_RING)
+    req = ffi.new("struct ms_rej_req *")
+    req.version = ABI_VERSION
+    if not 0 <= port_id < 2**32:
+        raise NoSuchPortError(f"rejects of port {port_id}: no such port", E.ENOENT)
+    req.port_id = port_id
+    req.count = REJ_RING
+    req.entries = int(ffi.cast("uintptr_t", entries))
+    fd = _open_device(os.O_RDONLY)
+    try:
+        err = lib.ms_kmod_ioctl(fd, lib.MS_IOC_REJECTS, req)
+    finally:
+        os.close(fd)
+    if err:
+        raise _error(err, f"rejects of port {port_id}", _REJECTS)
+    frames = []
+    for i in range(req.count):
+        e = entries[i]
+        reason = STAT_NAMES.get(e.reason, str(e.reason))
+        frames.append(RejectedFrame(int(e.time_ns), reason, int(e.len),
+                                    bytes(ffi.buffer(e.data, min(e.caplen, REJ_SNAPLEN)))))
+    return PortRejects(port_id, os.fsdecode(ffi.string(req.ifname)), int(req.ifindex),
+                       int(req.total), frames)
+
+
 # --------------------------------------------------------------------------
 # the port
 
