@@ -206,14 +206,14 @@ async def act_ss(demo: Demo) -> None:
               f"s = socket.create_connection(({str(server)!r}, {HTTP_PORT}))\n"
               "s.sendall(b'GET / HTTP/1.1\\r\\nHost: demo\\r\\n')\n"
               "print('connected', flush=True)\n"
-              "time.sleep(30)\n")
+              "time.sleep(600)\n")
     argv = [sys.executable, "-m", "multistack.ctl", "ss", "--pid", str(os.getpid())]
     async with trio.open_nursery() as nursery:
         client = await nursery.start(partial(trio.run_process, ["ip", "netns", "exec",
                                              demo.client_ns, sys.executable, "-c", holder],
                                              stdout=subprocess.PIPE, check=False))
         try:
-            with trio.fail_after(20):
+            with trio.fail_after(180):     # Python starts slowly in the (emulated) VM
                 await client.stdout.receive_some()           # "connected"
                 while True:
                     done = await trio.run_process(argv, capture_stdout=True,

@@ -33,6 +33,9 @@ def test_demo_by_default_runs_on_the_kernel_module_in_the_vm():
     }
     for service, result in rows.items():
         assert re.search(rf"{re.escape(service)} .*{result} +ok", out), service
+    # multistack-ctl ss read the running stack: its HTTP connection on the module's port.
+    assert re.search(r"sockets of the stack +multistack-ctl ss +control socket +\d+ sockets listed +ok", out)
+    assert re.search(r"tcp +ESTAB +\d+ +\d+ +10\.200\.0\.2:80 +10\.200\.0\.1:\d+ +pid=\d+ port=vs ", out)
     # The module's counters are shown: the stack's traffic delivered, the rest passed to the OS.
     assert re.search(r"multistack.ko interface vs: .*rx_delivered=\d+.*rx_passed=\d+", out)
     assert re.search(r"RESULT: (\d+)/\1 checks passed \(all passed\)", out)
