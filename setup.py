@@ -52,6 +52,7 @@ class BuildExtWithManifest(build_ext):
                 out.write(digest + "\n")
 
 
-setup(cffi_modules=["multistack/native/build.py:ffibuilder"],
+setup(cffi_modules=["multistack/native/build.py:ffibuilder",
+                    "multistack/xdp_native/build.py:ffibuilder"],
       ext_modules=_compiled_core(),
       cmdclass={"build_ext": BuildExtWithManifest})

@@ -7,7 +7,8 @@
  * (tests/fuzz).  Header
  * only: every function is `static inline`, uses no library call and reads
  * multi-byte fields byte by byte (no byte-order helpers, no unaligned
- * loads), so the same code compiles in the kernel and in user space.
+ * loads), so the same code compiles in the kernel, in user space and for
+ * BPF (xdp/ms_xdp.bpf.c: only memcmp needs a stand-in there).
  *
  * Context: pure function, any context (softirq included); no locking, no
  * allocation, bounded work (at most MS_CLS_MAX_EXTHDRS IPv6 extension
@@ -95,12 +96,34 @@
 #ifndef MULTISTACK_CLASSIFY_H
 #define MULTISTACK_CLASSIFY_H
 
-#ifdef __KERNEL__
+#if defined(__KERNEL__)
 #include <linux/types.h>
 #include <linux/string.h>
 typedef u8 ms_cls_u8;
 typedef u16 ms_cls_u16;
 typedef u32 ms_cls_u32;
+#elif defined(__bpf__)
+/* BPF programs (xdp/): no libc; clang inlines memcpy/memset of constant
+ * size but emits a call for memcmp, which BPF does not have; and a BPF
+ * call takes at most 5 arguments, so everything is inlined */
+#include <linux/types.h>
+#define inline inline __attribute__((always_inline))
+typedef __u8 ms_cls_u8;
+typedef __u16 ms_cls_u16;
+typedef __u32 ms_cls_u32;
+#define memcpy __builtin_memcpy
+#define memset __builtin_memset
+static inline int ms_cls_memcmp(const void *a, const void *b, ms_cls_u32 n)
+{
+	const ms_cls_u8 *x = (const ms_cls_u8 *)a, *y = (const ms_cls_u8 *)b;
+	ms_cls_u32 i;
+
+	for (i = 0; i < n; i++)
+		if (x[i] != y[i])
+			return x[i] - y[i];
+	return 0;
+}
+#define memcmp ms_cls_memcmp
 #else
 #include <stdint.h>
 #include <string.h>

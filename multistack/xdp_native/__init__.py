@@ -1,0 +1,1 @@
+"""Build script of the XDP loader extension (see build.py)."""
