@@ -211,6 +211,26 @@ def test_ipv4_options_in_front_of_an_owned_tuple_go_out(env, claims):
     assert check(env, "ms_xdp_tx", frame, ingress=p1).verdict == "redirect"
 
 
+def test_ipv6_hop_by_hop_in_front_of_an_owned_tuple_goes_out(env, claims):
+    p1 = env[4]
+    claims.add("udp", A6, 5000, p1)
+    hbh = bytes([UDP, 0, 1, 4]) + bytes(4)                # PadN
+    frame = xu.frame6(UDP, A6, 5000, B6, 53, src_mac=xu.NIC_MAC, dst_mac=xu.PEER_MAC,
+                      ext=hbh, first_nh=0)
+    assert check(env, "ms_xdp_tx", frame, ingress=p1).verdict == "redirect"
+
+
+def test_the_oversize_limit_is_the_ports(env, claims):
+    """max_tx_len is per port: exactly at it goes out, one byte more does not."""
+    p1 = env[4]
+    claims.add("udp", A4, 5000, p1)
+    at_limit = tx_ok_frame(payload=b"z" * (MAX_TX - 42))
+    assert len(at_limit) == MAX_TX
+    assert check(env, "ms_xdp_tx", at_limit, ingress=p1).verdict == "redirect"
+    over = tx_ok_frame(payload=b"z" * (MAX_TX - 41))
+    assert check(env, "ms_xdp_tx", over, ingress=p1).iface == {"tx_rej_oversize": 1}
+
+
 @pytest.mark.parametrize("make, reason", [
     (lambda: tx_ok_frame()[:xu.MIN_FRAME - 1], "tx_rej_runt"),
     (lambda: tx_ok_frame(payload=b"z" * (MAX_TX - 41)), "tx_rej_oversize"),
