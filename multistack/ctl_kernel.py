@@ -12,6 +12,7 @@
                                      per port (its owner or CAP_NET_ADMIN):
                                      a table, or pcapng with the reason as
                                      each packet's comment
+    multistack-ctl capture PORT      one port's frames, live (multistack.capture)
 
 Every subcommand takes ``--json``.  Errors the user can cause (module not
 loaded, no such interface, not attached, no permission) are one line on
@@ -301,3 +302,6 @@ def register_subcommands(sub: argparse._SubParsersAction,
                    help="write pcapng to FILE ('-': standard output), the reason as "
                         "each packet's comment")
     p.set_defaults(func=cmd_rejects)
+
+    from .capture import add_subcommand as add_capture
+    add_capture(sub, parents)
