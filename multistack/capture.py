@@ -99,7 +99,7 @@ def _words(addr: ipaddress.IPv6Address) -> list[int]:
     return list(struct.unpack("!4I", addr.packed))
 
 
-def _shadowed(claim: Claim, others: list[Claim]) -> list[ipaddress._BaseAddress]:
+def _shadowed(claim: Claim, others: list[Claim]) -> list:
     """Addresses a wildcard claim does not get: other ports' exact claims."""
     if not claim.wildcard:
         return []
