@@ -76,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         register_subcommands(sub, common)
+    try:
+        from .exporter import register_subcommand as register_exporter
+    except ImportError:
+        pass
+    else:
+        register_exporter(sub)
     return parser
 
 

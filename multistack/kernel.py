@@ -55,6 +55,10 @@ STAT_NAMES: dict[int, str] = {
     i: ffi.string(lib.ms_stat_name(i)).decode()
     for i in range(lib.MS_STAT_MAX) if lib.ms_stat_name(i) != ffi.NULL
 }
+#: One-line description of each counter, from the same list.
+STAT_DOCS: dict[str, str] = {
+    name: ffi.string(lib.ms_stat_doc(i)).decode() for i, name in STAT_NAMES.items()
+}
 _RX_DROPS = ("rx_drop_full", "rx_drop_size", "rx_drop_bad_slot")
 _TX_DROPS = tuple(n for n in STAT_NAMES.values() if n.startswith("tx_rej_")) + ("tx_error",)
 

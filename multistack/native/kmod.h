@@ -13,6 +13,8 @@
 /* Name of counter MS_STAT_* i (as in /proc/net/multistack), or NULL for an
  * unused index. */
 const char *ms_stat_name(unsigned int i);
+/* Its one-line description (the header's doc string), or NULL. */
+const char *ms_stat_doc(unsigned int i);
 
 /* ioctl(fd, req, arg): 0, or -errno. */
 int ms_kmod_ioctl(int fd, unsigned long req, void *arg);

@@ -1,4 +1,4 @@
-/* Counter names of the kernel backend (multistack/kernel.py), built from
+/* Counter names and descriptions of the kernel backend (multistack/kernel.py), built from
  * MS_STAT_LIST in kmod/include/uapi/multistack.h like the module's own
  * table, so Python has no list of its own. */
 #include "kmod.h"
@@ -14,6 +14,16 @@ const char *ms_stat_name(unsigned int i)
 	/* A switch, so that an index given twice does not compile. */
 	switch (i) {
 #define MS_STAT_CASE(NAME, index, name, doc) case MS_STAT_##NAME: return name;
+	MS_STAT_LIST(MS_STAT_CASE)
+#undef MS_STAT_CASE
+	}
+	return NULL;
+}
+
+const char *ms_stat_doc(unsigned int i)
+{
+	switch (i) {
+#define MS_STAT_CASE(NAME, index, name, doc) case MS_STAT_##NAME: return doc;
 	MS_STAT_LIST(MS_STAT_CASE)
 #undef MS_STAT_CASE
 	}
