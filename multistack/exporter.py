@@ -8,6 +8,10 @@ source below in Prometheus's text format, read afresh at each scrape:
   KernelCollector   the module (``/proc/net/multistack``): per attached
                     interface and per port, with the visibility rules of
                     ``multistack-ctl list`` (another user's pid is hidden)
+  StackCollector    user-level stacks that opted in with
+                    ``Host(control_socket=True)`` (multistack.stackctl):
+                    their host, UDP and TCP counters, per process; another
+                    user's stacks answer only root, as for ``multistack-ctl ss``
 
 Each source is one collector; ``collectors()`` lists those the command
 serves.  Another backend (XDP) adds its own collector there, with metric
@@ -17,11 +21,13 @@ Metric names come from the counter names of the ABI header's MS_STAT_LIST
 (``multistack.kernel.STAT_NAMES``), their help text from its doc strings:
 counter ``rx_delivered`` of an interface is
 ``multistack_iface_rx_delivered_total{iface}``, of a port
-``multistack_port_rx_delivered_total{iface,port,uid}``.
+``multistack_port_rx_delivered_total{iface,port,uid}``.  A stack's counter
+``rx_datagrams`` of its UDP layer is
+``multistack_stack_udp_rx_datagrams_total{pid,command}``.
 
 Errors the user can cause (an address that does not parse or resolve, a
-port in use or not ours to bind, ``--port`` naming no port) are one line
-on stderr and exit status 2, before anything is served.  SIGINT and
+port in use or not ours to bind, ``--port`` naming no port, ``--pid``
+naming no stack or another user's) are one line on stderr and exit status 2, before anything is served.  SIGINT and
 SIGTERM stop the server: exit status 0.
 """
 
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import errno as E
+import re
 import signal
 import socket
 import sys
@@ -191,10 +198,88 @@ class KernelCollector(Collector):
         yield from counters.values()
 
 
+#: What a stack's counter name must look like to become part of a metric name.
+_METRIC_WORD = re.compile(r"[a-z][a-z0-9_]*")
+
+
+class StackCollector(Collector):
+    """Counters of the running stacks with a control socket, asked for at
+    each scrape (``multistack.stackctl``); ``pid`` keeps only that process."""
+
+    LAYERS = ("host", "udp", "tcp")
+
+    def __init__(self, pid: int | None = None):
+        from . import stackctl
+        self.stackctl = stackctl
+        self.pid = pid
+        self.errors = _ErrorReporter("stacks")
+
+    def check(self) -> None:
+        """Refuse, as a CtlError, a ``pid`` that is no stack we may ask."""
+        if self.pid is not None:
+            try:
+                self.stackctl.query(self.pid, "counters")
+            except self.stackctl.StackControlError as exc:
+                raise CtlError(f"--pid {self.pid}: {exc}") from None
+
+    def describe(self) -> list:
+        return []
+
+    def _replies(self) -> tuple[list[dict], int]:
+        """The "counters" replies, and how many stacks refused us (another
+        user's: only its owner or root may ask)."""
+        sc = self.stackctl
+        targets = [self.pid] if self.pid is not None else sc.list_stacks()
+        replies, refused = [], 0
+        for stack in targets:
+            try:
+                replies.append(sc.query(stack, "counters"))
+            except sc.NoSuchStackError:
+                continue                    # ended since it was listed
+            except sc.StackPermissionError:
+                refused += 1
+            except sc.StackControlError as exc:
+                self.errors(str(exc))
+        return replies, refused
+
+    def collect(self) -> Iterator:
+        try:
+            replies, refused = self._replies()
+        except OSError as exc:
+            self.errors(exc.strerror or str(exc))
+            replies, refused = [], 0
+        answered = GaugeMetricFamily(
+            "multistack_stacks", "running stacks with a control socket that answered")
+        answered.add_metric([], len(replies))
+        not_permitted = GaugeMetricFamily(
+            "multistack_stacks_not_permitted",
+            "running stacks of another user (they answer only their owner or root)")
+        not_permitted.add_metric([], refused)
+        yield answered
+        yield not_permitted
+        yield self.errors.family()
+        families: dict[str, CounterMetricFamily] = {}
+        for reply in replies:
+            labels = [str(reply.get("pid", "")), printable(str(reply.get("command", "")))]
+            counters = reply.get("counters") or {}
+            for layer in self.LAYERS:
+                for name, value in sorted((counters.get(layer) or {}).items()):
+                    # a name or value a metric cannot carry is left out, not guessed at
+                    if not _METRIC_WORD.fullmatch(name) or type(value) is not int:
+                        continue
+                    metric = f"multistack_stack_{layer}_{name}"
+                    if metric not in families:
+                        families[metric] = CounterMetricFamily(
+                            metric, f"{layer} counter {name} of a user-level stack",
+                            labels=["pid", "command"])
+                    families[metric].add_metric(labels, value)
+        yield from families.values()
+
+
 def collectors(args: argparse.Namespace) -> list:
     """The sources `multistack-ctl exporter` serves, each checked against
     the command's filters."""
-    found = [KernelCollector(port_id=args.port)]
+    found = [KernelCollector(port_id=args.port), StackCollector(pid=args.pid)]
     for c in found:
         c.check()
     return found
@@ -263,4 +348,6 @@ def register_subcommand(sub: argparse._SubParsersAction) -> None:
                    "IPv6 as [::1]:9477)")
     p.add_argument("--port", type=int, metavar="ID",
                    help="only this port of the module (and its interface)")
+    p.add_argument("--pid", type=int, metavar="PID",
+                   help="only this stack process (of those with a control socket)")
     p.set_defaults(func=cmd_exporter)

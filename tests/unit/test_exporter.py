@@ -192,10 +192,11 @@ def test_port_filter_without_module_is_one_line(no_module, capsys):
 
 @pytest.mark.parametrize("listen,sig", [("127.0.0.1:0", signal.SIGTERM),
                                         ("[::1]:0", signal.SIGINT)])
-def test_serves_until_a_signal(listen, sig):
+def test_serves_until_a_signal(listen, sig, tmp_path):
     """The real command: a scrape over HTTP parses, and SIGTERM or SIGINT
     ends it with status 0.  The host has no module: it says so."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # a run directory of its own: no stack of this machine's is asked
+    env = dict(os.environ, PYTHONUNBUFFERED="1", MULTISTACK_RUN_DIR=str(tmp_path))
     proc = subprocess.Popen([sys.executable, "-m", "multistack.ctl", "exporter",
                              "--listen", listen], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
@@ -210,6 +211,7 @@ def test_serves_until_a_signal(listen, sig):
         if os.path.exists(kernel.DEVICE):
             pytest.fail("this host has the module loaded: the test expects it absent")
         assert [s.value for s in fams["multistack_module_loaded"].samples] == [0]
+        assert [s.value for s in fams["multistack_stacks"].samples] == [0]
         proc.send_signal(sig)
         assert proc.wait(timeout=30) == 0
         assert proc.stderr.read() == ""
