@@ -14,8 +14,10 @@ source below in Prometheus's text format, read afresh at each scrape:
                     user's stacks answer only root, as for ``multistack-ctl ss``
 
 Each source is one collector; ``collectors()`` lists those the command
-serves.  Another backend (XDP) adds its own collector there, with metric
-names of its own, and nothing else changes.
+serves.  The XDP backend (multistack.xdp) is not among them: its counters
+live in BPF maps that only the loading process can reach (nothing pinned,
+no daemon); once another process can find them, its collector joins the
+list, under ``multistack_xdp_*``, and nothing else changes.
 
 Metric names come from the counter names of the ABI header's MS_STAT_LIST
 (``multistack.kernel.STAT_NAMES``), their help text from its doc strings:
