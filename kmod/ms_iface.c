@@ -16,7 +16,6 @@
 #include <linux/slab.h>
 #include <linux/rtnetlink.h>
 #include <linux/if_arp.h>
-#include <linux/random.h>
 #include <linux/capability.h>
 #include <net/net_namespace.h>
 
@@ -54,6 +53,7 @@ static void ms_iface_free(struct kref *ref)
 {
 	struct ms_iface *iface = container_of(ref, struct ms_iface, ref);
 
+	ms_table_destroy(iface);
 	free_percpu(iface->stats);
 	kfree(iface);
 	atomic_dec(&ms_live_ifaces);
@@ -82,9 +82,11 @@ int ms_iface_attach(struct ms_if_req *req)
 		err = -ENOMEM;
 		goto err_free_iface;
 	}
+	err = ms_table_init(iface);
+	if (err)
+		goto err_free_stats;
 	kref_init(&iface->ref);
 	INIT_LIST_HEAD(&iface->ports);
-	get_random_bytes(&iface->seed, sizeof(iface->seed));
 
 	rtnl_lock();
 	dev = __dev_get_by_name(net, req->ifname);
@@ -121,6 +123,8 @@ err_put_dev:
 	iface->dev_held = NULL;
 err_unlock:
 	rtnl_unlock();
+	ms_table_destroy(iface);
+err_free_stats:
 	free_percpu(iface->stats);
 err_free_iface:
 	kfree(iface);

@@ -5,8 +5,10 @@
  * Objects
  *   ms_iface  one per attached net_device.  Lives on ms_ifaces while
  *             attached; reference counted (kref) by the list and by every
- *             port bound to it.  Owns the RCU hash table of registrations
- *             and the per-CPU interface counters.
+ *             port bound to it.  Owns the registrations' hash table (an
+ *             rhashtable: RCU lookups, resized as registrations come and
+ *             go, so a lookup costs the same for one tuple or 65,536) and
+ *             the per-CPU interface counters.
  *   ms_port   one per /dev/multistack fd bound with MS_IOC_PORT_BIND.  Owns
  *             the shared memory (pages charged to the opener's memory
  *             cgroup, vmapped), the rings' kernel-side indices and its
@@ -45,8 +47,10 @@
  *                 those sections allow there.
  *   RCU           the rx_handler (softirq, inside rcu_read_lock from the
  *                 core) and TX validation read the hash table and
- *                 iface->dev locklessly.  Writers remove with
- *                 hlist_del_rcu and free only after synchronize_net().
+ *                 iface->dev locklessly.  Writers (under rtnl) remove
+ *                 with rhashtable_remove_fast and free only after
+ *                 synchronize_net().  The rhashtable's own bucket locks
+ *                 and resize mutex nest inside rtnl.
  *   Counters are per-CPU u64_stats_t with a u64_stats_sync, updated by
  *   ms_stat_add (any context), summed by readers with the fetch/retry
  *   loop (ms_stats_sum).
@@ -64,13 +68,12 @@
 #include <linux/u64_stats_sync.h>
 #include <linux/netdevice.h>
 #include <linux/rcupdate.h>
+#include <linux/rhashtable-types.h>
 #include <linux/pid.h>
 #include <linux/uidgid.h>
 
 #include "include/uapi/multistack.h"
 
-#define MS_HASH_BITS	8
-#define MS_HASH_SIZE	(1U << MS_HASH_BITS)
 
 struct ms_pcpu_stats {
 	u64_stats_t c[MS_STAT_MAX];
@@ -96,10 +99,10 @@ struct ms_iface {
 	int ifindex;
 	char name[IFNAMSIZ];
 	bool attached;				/* rtnl */
-	u32 seed;
 	struct list_head ports;			/* rtnl */
 	struct ms_pcpu_stats __percpu *stats;
-	struct hlist_head table[MS_HASH_SIZE];	/* RCU; writers rtnl */
+	struct rhashtable table;		/* ms_reg by key; RCU, writers
+						 * rtnl */
 	int nwild;				/* wildcard registrations;
 						 * rtnl writes, the packet
 						 * paths READ_ONCE it */
@@ -165,7 +168,7 @@ struct ms_port {
 };
 
 struct ms_reg {
-	struct hlist_node hnode;		/* iface->table, RCU */
+	struct rhash_head hnode;		/* iface->table, RCU */
 	struct list_head pnode;			/* port->regs, rtnl */
 	struct ms_key key;
 	struct ms_port *port;
@@ -237,6 +240,8 @@ int ms_port_rxsync(struct ms_port *port);
 __poll_t ms_port_poll_mask(struct ms_port *port, __poll_t events);
 
 /* ms_table.c */
+int ms_table_init(struct ms_iface *iface);
+void ms_table_destroy(struct ms_iface *iface);
 struct ms_reg *ms_table_lookup(struct ms_iface *iface,
 			       const struct ms_key *key);
 struct ms_reg *ms_table_owner(struct ms_iface *iface, struct net_device *dev,

@@ -1,20 +1,28 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * ms_table.c - the per-interface RCU hash of registered 3-tuples and the
- * register / unregister ioctls (proof of ownership by socket).
+ * ms_table.c - the per-interface table of registered 3-tuples (an
+ * rhashtable) and the register / unregister ioctls (proof of ownership by
+ * socket).
  *
  * Context and locking (see ms_internal.h):
- *   ms_table_lookup,   any context inside rcu_read_lock (softirq RX path,
- *   ms_table_owner,    TX sync); or with rtnl held.
+ *   ms_table_lookup,   any context: inside rcu_read_lock (softirq RX path,
+ *   ms_table_owner,    TX sync) or with rtnl held.
  *   ms_reg_proof_held
  *   ms_register, ms_unregister  process context; take rtnl.
  *   ms_port_unhash_all rtnl held; moves the port's registrations to `out`
- *                      after hlist_del_rcu; the caller must wait for a
+ *                      out of the table; the caller must wait for a
  *                      grace period (synchronize_net) and then call
  *                      ms_regs_free (process context, may fput).
+ *   ms_table_init,     process context: attach, and the iface's last
+ *   ms_table_destroy   reference (the table is empty by then: every port
+ *                      took its registrations out when it died).
  *
- * The table is keyed by (family, proto, addr, port) hashed with jhash2 and
- * a per-interface random seed.  An all-zero address is a wildcard
+ * The table is keyed by (family, proto, addr, port); the rhashtable hashes
+ * with jhash2 and a random seed of its own, and grows and shrinks with the
+ * number of registrations (in a worker, lookups going on meanwhile), so
+ * the RX and TX paths pay the same per frame for one registration or for
+ * 65,536.  Keys are unique: a stale registration is replaced in place.
+ * An all-zero address is a wildcard
  * registration: the port owns (proto, port) on every address configured on
  * the interface, now or later, except where a registration of that exact
  * address exists (the specific one wins, as in the OS's socket lookup).
@@ -29,7 +37,7 @@
  */
 #include <linux/kernel.h>
 #include <linux/slab.h>
-#include <linux/jhash.h>
+#include <linux/rhashtable.h>
 #include <linux/net.h>
 #include <linux/file.h>
 #include <linux/inetdevice.h>
@@ -43,15 +51,22 @@
 
 #include "ms_internal.h"
 
-static u32 ms_key_hash(const struct ms_iface *iface, const struct ms_key *key)
+static const struct rhashtable_params ms_table_params = {
+	.key_len = sizeof(struct ms_key),
+	.key_offset = offsetof(struct ms_reg, key),
+	.head_offset = offsetof(struct ms_reg, hnode),
+	.automatic_shrinking = true,
+};
+
+int ms_table_init(struct ms_iface *iface)
 {
-	return jhash2((const u32 *)key, sizeof(*key) / sizeof(u32),
-		      iface->seed) & (MS_HASH_SIZE - 1);
+	return rhashtable_init(&iface->table, &ms_table_params);
 }
 
-static bool ms_key_eq(const struct ms_key *a, const struct ms_key *b)
+void ms_table_destroy(struct ms_iface *iface)
 {
-	return !memcmp(a, b, sizeof(*a));
+	WARN_ON_ONCE(atomic_read(&iface->table.nelems));
+	rhashtable_destroy(&iface->table);
 }
 
 static bool ms_key_is_wild(const struct ms_key *key)
@@ -99,13 +114,9 @@ bool ms_reg_proof_held(const struct ms_reg *reg)
 struct ms_reg *ms_table_lookup(struct ms_iface *iface,
 			       const struct ms_key *key)
 {
-	struct hlist_head *head = &iface->table[ms_key_hash(iface, key)];
-	struct ms_reg *reg;
-
-	hlist_for_each_entry_rcu(reg, head, hnode, lockdep_rtnl_is_held())
-		if (ms_key_eq(&reg->key, key))
-			return reg;
-	return NULL;
+	/* _fast takes rcu_read_lock itself, for the writers under rtnl;
+	 * nested in the packet paths' own, it costs a counter */
+	return rhashtable_lookup_fast(&iface->table, key, ms_table_params);
 }
 
 /* Is the address configured on dev?  Any context: takes rcu_read_lock. */
@@ -225,14 +236,22 @@ static int ms_check_socket(struct socket *sock, const struct ms_key *key,
 	return ms_proof_check(sk, key);
 }
 
-/* rtnl held: take reg out of the table and off its port's list; the caller
- * frees it with ms_regs_free after a grace period */
-static void ms_reg_unhash(struct ms_reg *reg, struct list_head *out)
+/* rtnl held: reg has left the table; take it off its port's list.  The
+ * caller frees it with ms_regs_free after a grace period. */
+static void ms_reg_unlink(struct ms_reg *reg, struct list_head *out)
 {
-	hlist_del_rcu(&reg->hnode);
 	ms_count_wild(reg->port->iface, &reg->key, -1);
 	list_move_tail(&reg->pnode, out);
 	reg->port->nregs--;
+}
+
+/* rtnl held: take reg out of the table and off its port's list */
+static void ms_reg_unhash(struct ms_reg *reg, struct list_head *out)
+{
+	/* cannot fail: reg is in the table, and only rtnl holders remove */
+	WARN_ON_ONCE(rhashtable_remove_fast(&reg->port->iface->table,
+					    &reg->hnode, ms_table_params));
+	ms_reg_unlink(reg, out);
 }
 
 int ms_register(struct ms_port *port, const struct ms_reg_req *req)
@@ -280,16 +299,24 @@ int ms_register(struct ms_port *port, const struct ms_reg_req *req)
 		err = -ENOSPC;
 		goto err_unlock;
 	}
-	if (old)	/* its proof let the tuple go: it owns nothing */
-		ms_reg_unhash(old, &released);
 	reg->key = key;
 	reg->port = port;
 	reg->sk = sock->sk;
 	reg->sock_file = sock->file;	/* keeps sockfd_lookup's reference */
+	/* old's proof let the tuple go: it owns nothing, reg takes its place */
+	if (old)
+		err = rhashtable_replace_fast(&iface->table, &old->hnode,
+					      &reg->hnode, ms_table_params);
+	else
+		err = rhashtable_insert_fast(&iface->table, &reg->hnode,
+					     ms_table_params);
+	if (err)		/* -ENOMEM, or -E2BIG at the table's limit */
+		goto err_unlock;
+	if (old)
+		ms_reg_unlink(old, &released);
 	list_add_tail(&reg->pnode, &port->regs);
 	port->nregs++;
 	atomic_inc(&ms_live_regs);
-	hlist_add_head_rcu(&reg->hnode, &iface->table[ms_key_hash(iface, &key)]);
 	ms_count_wild(iface, &key, 1);
 	rtnl_unlock();
 	if (old) {

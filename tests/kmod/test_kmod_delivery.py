@@ -138,3 +138,37 @@ def test_unregister_returns_traffic_to_the_os(topo):
     tx.sendto(b"to-os", (topo.a4, 6400))
     assert ku.drain(s, 1.0) == [b"to-os"]
     assert ku.quiet_for(p, 0.2) == []
+
+
+def test_a_table_grown_to_thousands_of_tuples_delivers_each_to_its_owner(topo):
+    # The registration table resizes as it fills and empties (an rhashtable):
+    # 4 ports x 1024 tuples, then every one of a spread sample still reaches
+    # its own port, and after the ports close a new registration works.
+    import resource
+
+    from multistack._native import lib
+    per_port = lib.MS_MAX_REGS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < per_port + 64:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(per_port + 64, soft),
+                                                    max(per_port + 64, hard)))
+    ports = [topo.port() for _ in range(4)]
+    base = 10000        # below the ephemeral range
+    for k, p in enumerate(ports):
+        for i in range(per_port):
+            p.claim("udp", topo.a4, base + k * per_port + i).close()
+    tx = topo.peer()
+    sample = [(k, i) for k in range(4) for i in (0, 1, per_port // 2, per_port - 1)]
+    for k, i in sample:
+        tx.sendto(b"%d.%d" % (k, i), (topo.a4, base + k * per_port + i))
+    for k, p in enumerate(ports):
+        got = sorted(ku.parse(f)["payload"] for f in ku.wait_frames(p, 4))
+        assert got == sorted(b"%d.%d" % (k, i) for kk, i in sample if kk == k)
+        assert ku.quiet_for(p, 0.1) == []
+    for p in ports:
+        p.close()
+    q = topo.port()
+    s = topo.track(q.claim("udp", topo.a4, base))
+    tx.sendto(b"after", (topo.a4, base))
+    assert [ku.parse(f)["payload"] for f in ku.wait_frames(q, 1)] == [b"after"]
+    assert ku.drain(s, 0.1) == []
