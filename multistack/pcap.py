@@ -36,7 +36,32 @@ class PcapRecord:
     original_length: int
 
 
-class PcapWriter:
+class CaptureFileWriter:
+    """What the pcap and pcapng writers share: the file, opened from a path
+    (and then closed by :meth:`close`) or given open, and the context
+    manager."""
+
+    def __init__(self, target: str | os.PathLike | BinaryIO):
+        if isinstance(target, (str, os.PathLike)):
+            self._file: BinaryIO = open(target, "wb")
+            self._owns_file = True
+        else:
+            self._file = target
+            self._owns_file = False
+        self.frames_written = 0
+
+    def close(self) -> None:
+        if self._owns_file and not self._file.closed:
+            self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class PcapWriter(CaptureFileWriter):
     """Writes frames to a pcap file (microsecond time stamps, little-endian).
 
     ``target`` is a path or a binary file object opened for writing.  Each
@@ -46,14 +71,8 @@ class PcapWriter:
 
     def __init__(self, target: str | os.PathLike | BinaryIO, *, snaplen: int = 65535,
                  linktype: int = LINKTYPE_ETHERNET):
-        if isinstance(target, (str, os.PathLike)):
-            self._file: BinaryIO = open(target, "wb")
-            self._owns_file = True
-        else:
-            self._file = target
-            self._owns_file = False
+        super().__init__(target)
         self.snaplen = snaplen
-        self.frames_written = 0
         self._file.write(_GLOBAL_HEADER.pack(_MAGIC_USEC, 2, 4, 0, 0, snaplen, linktype))
         self._file.flush()
 
@@ -70,16 +89,6 @@ class PcapWriter:
         self._file.write(captured)
         self._file.flush()
         self.frames_written += 1
-
-    def close(self) -> None:
-        if self._owns_file and not self._file.closed:
-            self._file.close()
-
-    def __enter__(self) -> "PcapWriter":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 def iter_pcap(source: str | os.PathLike | BinaryIO | bytes) -> Iterator[PcapRecord]:

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from .errors import MultiStackError
+from .pcap import LINKTYPE_ETHERNET, CaptureFileWriter
 
-LINKTYPE_ETHERNET = 1
 
 SHB_TYPE = 0x0A0D0D0A
 IDB_TYPE = 0x00000001
@@ -59,7 +59,7 @@ def _block(block_type: int, body: bytes) -> bytes:
     return struct.pack("<II", block_type, total) + body + struct.pack("<I", total)
 
 
-class PcapngWriter:
+class PcapngWriter(CaptureFileWriter):
     """Writes Ethernet frames with optional comments to a pcapng file
     (little-endian, nanosecond time stamps).
 
@@ -69,13 +69,7 @@ class PcapngWriter:
 
     def __init__(self, target: str | os.PathLike | BinaryIO, *,
                  application: str = "multistack"):
-        if isinstance(target, (str, os.PathLike)):
-            self._file: BinaryIO = open(target, "wb")
-            self._owns_file = True
-        else:
-            self._file = target
-            self._owns_file = False
-        self.frames_written = 0
+        super().__init__(target)
         self._snaplens: list[int] = []
         body = struct.pack("<IHHq", _BYTE_ORDER_MAGIC, 1, 0, -1)   # section length unknown
         body += _options([(SHB_USERAPPL, application.encode())])
@@ -115,16 +109,6 @@ class PcapngWriter:
         body += _options([(OPT_COMMENT, comment.encode())] if comment else [])
         self._put(_block(EPB_TYPE, body))
         self.frames_written += 1
-
-    def close(self) -> None:
-        if self._owns_file and not self._file.closed:
-            self._file.close()
-
-    def __enter__(self) -> "PcapngWriter":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,6 @@ reg 1 inet6 tcp fd00::2 80
 
 
 @pytest.fixture
-def no_module(monkeypatch, tmp_path):
-    monkeypatch.setattr(kernel, "DEVICE", str(tmp_path / "multistack"))
-    monkeypatch.setattr(kernel, "PROC_FILE", str(tmp_path / "proc"))
-    return tmp_path
-
-
-@pytest.fixture
 def fake_module(no_module):
     (no_module / "multistack").write_text("")
     (no_module / "proc").write_text(PROC.format(pid=os.getpid()))

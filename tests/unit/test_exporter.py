@@ -28,13 +28,6 @@ port 4 iface veth0 pid - uid 1000 tx_slots 8 rx_slots 8 buf_size 2048 mem 40960 
 
 
 @pytest.fixture
-def no_module(monkeypatch, tmp_path):
-    monkeypatch.setattr(kernel, "DEVICE", str(tmp_path / "multistack"))
-    monkeypatch.setattr(kernel, "PROC_FILE", str(tmp_path / "proc"))
-    return tmp_path
-
-
-@pytest.fixture
 def fake_module(no_module):
     (no_module / "multistack").write_text("")
     (no_module / "proc").write_text(PROC.format(pid=os.getpid()))
