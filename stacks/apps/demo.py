@@ -85,6 +85,8 @@ class Demo:
     echo_stats: EchoStats = field(default_factory=EchoStats)
     utcp_accepted: int = 0      # connections the UTCP HTTP service accepted
     sockets: list[str] = field(default_factory=list)   # `multistack-ctl ss` of the stack
+    rejects: list[str] = field(default_factory=list)   # `multistack-ctl rejects` of a port
+    rejects_port: int | None = None
 
     def stack_address(self, version: int):
         return next(i.ip for i in self.stack_addresses if i.version == version)
@@ -389,6 +391,12 @@ def report(demo: Demo, backend, out) -> None:
     if demo.sockets:
         print(f"\nSockets of the stack (multistack-ctl ss --pid {os.getpid()})", file=out)
         for line in demo.sockets:
+            print("  " + line, file=out)
+
+    if demo.rejects:
+        print(f"\nFrames the module refused to port B (multistack-ctl rejects {demo.rejects_port})",
+              file=out)
+        for line in demo.rejects:
             print("  " + line, file=out)
 
     print("\nCounters", file=out)

@@ -105,6 +105,12 @@ async def act_spoof(demo: Demo) -> None:
             other.send_batch([datagram(p, t) for p, t in attempts])
             other.sync()
             after = kernel.interface_stats(backend.ifname)
+            # Why they did not leave, as a user would ask (the port must still exist).
+            demo.rejects_port = other.port_id
+            shown = await trio.run_process(
+                [sys.executable, "-m", "multistack.ctl", "rejects", str(other.port_id)],
+                capture_stdout=True, capture_stderr=True, check=False)
+            demo.rejects = (shown.stdout or shown.stderr).decode(errors="replace").splitlines()
         finally:
             other.close()
         output = b""
@@ -126,6 +132,14 @@ async def act_spoof(demo: Demo) -> None:
                              "multistack.ko TX check",
                              f"rejected ({counter} +{grew[counter]}), client got nothing"
                              if ok else f"NOT rejected ({counter} +{grew[counter]})", ok))
+    # One line per refused frame, its reason and its source port.
+    listed = [(reason, source_port) for reason, source_port in
+              (("tx_rej_other_port", ECHO_PORT), ("tx_rej_not_owned", 5555))
+              if any(f" {reason} " in line and f":{source_port} > " in line
+                     for line in demo.rejects)]
+    demo.rows.append(Row("why frames did not leave", "multistack-ctl rejects", "port B's ring",
+                         f"{len(listed)} of 2 refused frames listed with their reason",
+                         shown.returncode == 0 and len(listed) == 2))
 
 
 class KmodBackend:

@@ -36,6 +36,11 @@ def test_demo_by_default_runs_on_the_kernel_module_in_the_vm():
     # multistack-ctl ss read the running stack: its HTTP connection on the module's port.
     assert re.search(r"sockets of the stack +multistack-ctl ss +control socket +\d+ sockets listed +ok", out)
     assert re.search(r"tcp +ESTAB +\d+ +\d+ +10\.200\.0\.2:80 +10\.200\.0\.1:\d+ +pid=\d+ port=vs ", out)
+    # multistack-ctl rejects showed port B's refused frames, each with its reason.
+    assert re.search(r"why frames did not leave +multistack-ctl rejects +port B's ring +"
+                     r"2 of 2 refused frames listed with their reason +ok", out)
+    assert re.search(r"tx_rej_other_port +\d+ +udp 10\.200\.0\.2:7 > 10\.200\.0\.1:\d+", out)
+    assert re.search(r"tx_rej_not_owned +\d+ +udp 10\.200\.0\.2:5555 > 10\.200\.0\.1:\d+", out)
     # The module's counters are shown: the stack's traffic delivered, the rest passed to the OS.
     assert re.search(r"multistack.ko interface vs: .*rx_delivered=\d+.*rx_passed=\d+", out)
     assert re.search(r"RESULT: (\d+)/\1 checks passed \(all passed\)", out)
