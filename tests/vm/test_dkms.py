@@ -33,8 +33,16 @@ def test_dkms_builds_the_module_and_it_loads_in_the_vm():
     shutil.copytree(ROOT / "kmod", source, ignore=build_output)
     tree = work / "tree"
     tree.mkdir()
+    headers = []
+    if kver.endswith("-msdebug"):
+        # No headers package links /lib/modules/<ver>/build to the debug
+        # kernel's tree (scripts/debug-kernel's cache): name it.
+        cache = subprocess.run([str(ROOT / "scripts" / "debug-kernel"), "--dir"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        headers = ["--kernelsourcedir", str(Path(cache) / "linux")]
     build = subprocess.run(["dkms", "build", "-m", "multistack", "-v", "0.1", "-k", kver,
-                            "--sourcetree", str(work / "src"), "--dkmstree", str(tree)],
+                            "--sourcetree", str(work / "src"), "--dkmstree", str(tree),
+                            *headers],
                            capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     (built,) = tree.glob(f"multistack/0.1/{kver}/*/module/multistack.ko*")
