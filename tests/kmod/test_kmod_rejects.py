@@ -18,7 +18,7 @@ import pytest
 import kmodutil as ku
 from multistack import kernel
 from multistack.pcapng import read_pcapng
-from test_kmod_tx import REASONS, _bad_frame
+from test_kmod_tx import REASONS, _bad_frame, tx_setup  # noqa: F401 (fixture)
 
 UDP = socket.IPPROTO_UDP
 RING, SNAP = kernel.REJ_RING, kernel.REJ_SNAPLEN
@@ -40,17 +40,9 @@ def run_ctl(*argv):
 
 
 @pytest.fixture
-def rej_setup(topo):
-    """Port p owns udp a4:7500 (and tcp a4:7600), port q owns udp a4:7501;
-    the peer listens on udp b4:7502."""
-    p, q = topo.port(), topo.port()
-    topo.track(p.claim("udp", topo.a4, 7500))
-    topo.track(p.claim("tcp", topo.a4, 7600))
-    topo.track(q.claim("udp", topo.a4, 7501))
-    rx = topo.peer()
-    rx.bind((topo.b4, 7502))
-    rx.setblocking(False)
-    return topo, p, q, rx
+def rej_setup(tx_setup):
+    """test_kmod_tx's ports and peer, without its sniffer."""
+    return tx_setup[:4]
 
 
 def _good(topo, i):
